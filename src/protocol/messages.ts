@@ -85,7 +85,16 @@ export interface AgentInfo {
   openDisks: string[]
 }
 export interface Status {
-  controller: { id: string; pid: number; socket: string; dataDir: string; database: string; startedAt: string; generation: number; protocol: number }
+  controller: {
+    id: string
+    pid: number
+    socket: string
+    dataDir: string
+    database: string
+    startedAt: string
+    generation: number
+    protocol: number
+  }
   agents: AgentInfo[]
   disks: DiskInfo[]
   devices: DeviceInfo[]
@@ -137,7 +146,10 @@ export interface AgentMethods {
 /** Controller -> agent requests. Tables ride as the binary payload (Table.encode). */
 export interface ControllerToAgentMethods {
   /** Replace the agent's whole copy: every disk. Payload: concatenated encoded tables in `disks` order. */
-  'table.load': [{ generation: number; devices: AgentDevice[]; disks: { name: string; size: number; generation: number; bytes: number }[] }, { generation: number }]
+  'table.load': [
+    { generation: number; devices: AgentDevice[]; disks: { name: string; size: number; generation: number; bytes: number }[] },
+    { generation: number },
+  ]
   /** Apply one change to one disk under the per-range blocking protocol. Payload: encoded extents of the change. */
   'table.update': [
     {
