@@ -1,0 +1,178 @@
+// The FUSE face of the agent: one directory with NAME.img per disk.
+//
+// Invariants:
+//   * readdir/getattr/open read the live disk map, so disks the controller
+//     adds or removes appear and disappear at once;
+//   * an fd keeps the DiskIO it opened: after the disk is removed its I/O
+//     fails with EIO instead of landing on a new disk of the same name;
+//   * mounted with timeout:false (fuse-native's 15 s ETIMEDOUT never fires;
+//     the agent enforces its own fault timeout) and direct_io, so every read
+//     reaches the table (no stale page cache after an extent state change);
+//   * errors are negative errno numbers from os.constants.errno.
+
+import os from 'node:os'
+import { UNIT } from '../config'
+import type { DiskIO } from './io'
+import type { AgentState } from './state'
+
+const E = os.constants.errno
+type Cb = (err: number, ...rest: unknown[]) => void
+type Ops = Record<string, (...args: never[]) => void>
+
+interface FuseInstance {
+  mount(cb: (err: Error | null) => void): void
+  unmount(cb: (err: Error | null) => void): void
+  _fuseOptions(): string
+}
+interface FuseClass {
+  new (mnt: string, ops: Ops, opts: Record<string, unknown>): FuseInstance
+}
+// fuse-native ships no types.
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const FuseNative = require('fuse-native') as FuseClass
+
+export const MOUNT_OPTIONS = [
+  'big_writes',
+  'max_write=1048576',
+  'max_read=1048576',
+  'fsname=vstor',
+  'subtype=vstor',
+  'allow_other',
+  'direct_io',
+  'entry_timeout=0',
+  'negative_timeout=0',
+  'attr_timeout=0',
+]
+
+/** fuse-native's Fuse with our mount options appended. */
+export function makeFuse(mnt: string, ops: Ops, extra: string[]): FuseInstance {
+  class VstorFuse extends FuseNative {
+    override _fuseOptions(): string {
+      const base = super._fuseOptions()
+      const mine = [...MOUNT_OPTIONS, ...extra].join(',')
+      return base ? `${base},${mine}` : `-o${mine}`
+    }
+  }
+  return new VstorFuse(mnt, ops, { timeout: false })
+}
+
+export interface Handles {
+  /** Open counts changed: the set of open disk names. */
+  onOpenChange(disks: string[]): void
+}
+
+/** Build the fuse-native ops over the agent state. */
+export function makeOps(state: AgentState, h: Handles): Ops {
+  const mountTime = new Date()
+  const fds = new Map<number, DiskIO>()
+  const openCount = new Map<string, number>()
+  let nextFd = 1
+  const diskOf = (path: string): DiskIO | undefined => (path.endsWith('.img') ? state.disks.get(path.slice(1, -4)) : undefined)
+  const dirStat = { mode: 0o40755, size: 4096, nlink: 2, uid: 0, gid: 0, mtime: mountTime, atime: mountTime, ctime: mountTime }
+  const fileStat = (d: DiskIO) => ({
+    mode: 0o100644,
+    size: d.size,
+    nlink: 1,
+    uid: 0,
+    gid: 0,
+    blksize: 4096,
+    blocks: Math.floor(d.allocated() / 512),
+    mtime: mountTime,
+    atime: mountTime,
+    ctime: mountTime,
+  })
+  const changeOpen = (name: string, delta: number): void => {
+    const n = (openCount.get(name) ?? 0) + delta
+    const was = openCount.has(name)
+    if (n > 0) openCount.set(name, n)
+    else openCount.delete(name)
+    if (was !== openCount.has(name)) h.onOpenChange([...openCount.keys()].sort())
+  }
+  const perm = (...args: unknown[]): void => (args[args.length - 1] as Cb)(-E.EPERM)
+  const noop = (...args: unknown[]): void => (args[args.length - 1] as Cb)(0)
+
+  return {
+    // Root lists one image per disk, straight from the live map.
+    readdir: (path: string, cb: Cb) => {
+      if (path !== '/') return cb(diskOf(path) ? -E.ENOTDIR : -E.ENOENT)
+      cb(
+        0,
+        [...state.disks.keys()].sort().map((n) => `${n}.img`),
+      )
+    },
+    // Exact size; blocks = allocated bytes / 512 so du shows thin usage; ENOENT for anything else.
+    getattr: (path: string, cb: Cb) => {
+      if (path === '/') return cb(0, dirStat)
+      const d = diskOf(path)
+      if (!d) return cb(-E.ENOENT)
+      cb(0, fileStat(d))
+    },
+    // Bind the fd to this DiskIO; count opens for agent.open notes. ENOENT for unknown names.
+    open: (path: string, _flags: number, cb: Cb) => {
+      const d = diskOf(path)
+      if (!d) return cb(-E.ENOENT)
+      const fd = nextFd++
+      fds.set(fd, d)
+      changeOpen(d.name, 1)
+      cb(0, fd)
+    },
+    release: (_path: string, fd: number, cb: Cb) => {
+      const d = fds.get(fd)
+      if (d) {
+        fds.delete(fd)
+        changeOpen(d.name, -1)
+      }
+      cb(0)
+    },
+    // Data path: DiskIO answers with bytes or a negative errno (EIO once the disk is gone).
+    read: (_path: string, fd: number, buf: Buffer, len: number, pos: number, cb: Cb) => {
+      const d = fds.get(fd)
+      if (!d) return cb(-E.EBADF)
+      d.read(buf, len, pos, cb)
+    },
+    write: (_path: string, fd: number, buf: Buffer, len: number, pos: number, cb: Cb) => {
+      const d = fds.get(fd)
+      if (!d) return cb(-E.EBADF)
+      d.write(buf, len, pos, cb)
+    },
+    // fsync makes the devices this disk wrote durable (fdatasync); EIO if that fails.
+    fsync: (_path: string, _datasync: number, fd: number, cb: Cb) => {
+      const d = fds.get(fd)
+      if (!d) return cb(0)
+      d.fsync(cb)
+    },
+    // close(2) must stay cheap: durability is fsync's job.
+    flush: noop,
+    // A disk's size is set by the controller: same size is fine, anything else EPERM.
+    truncate: (path: string, size: number, cb: Cb) => {
+      const d = diskOf(path)
+      if (!d) return cb(-E.ENOENT)
+      cb(size === d.size ? 0 : -E.EPERM)
+    },
+    ftruncate: (_path: string, fd: number, size: number, cb: Cb) => {
+      const d = fds.get(fd)
+      if (!d) return cb(-E.EBADF)
+      cb(size === d.size ? 0 : -E.EPERM)
+    },
+    // The namespace belongs to the controller: creating, deleting or renaming here is EPERM.
+    create: perm,
+    unlink: perm,
+    mkdir: perm,
+    rmdir: perm,
+    rename: perm,
+    symlink: perm,
+    link: perm,
+    mknod: perm,
+    // Accepted and ignored, so tools that set times or modes do not fail.
+    chmod: noop,
+    chown: noop,
+    utimens: noop,
+    // Capacity of the mount = sum of disk sizes; nothing is free to create files with.
+    statfs: (_path: string, cb: Cb) => {
+      // Counted in 1 MiB fragments so 16 TiB+ pools fit fuse-native's 32-bit fields.
+      let blocks = 0
+      for (const d of state.disks.values()) blocks += Math.ceil(d.size / UNIT)
+      cb(0, { bsize: 4096, frsize: UNIT, blocks, bfree: 0, bavail: 0, files: state.disks.size, ffree: 0, favail: 0, namemax: 255 })
+    },
+  }
+}

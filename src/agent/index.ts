@@ -1,0 +1,213 @@
+// Entry points for `vstor mount` / `vstor unmount`: run the agent in the
+// foreground, start it detached, or stop the agent serving a mountpoint.
+//
+// Invariants:
+//   * signalReady() only once every NAME.img is visible through the mount
+//     (checked with async fs.stat: a sync call would deadlock the FUSE loop);
+//   * the pid file <dirname(socket)>/agents/<encoded mountpoint>.json exists
+//     while the agent serves the mountpoint and is removed when it stops;
+//   * on stop: devices are fdatasync'ed before the process exits.
+
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { signalFailed, signalReady, spawnDetached } from '../daemon'
+import { VstorError, toVstorError } from '../errors'
+import { makeFuse, makeOps } from './fuse'
+import { Link } from './link'
+import { fuseUnmount, isMounted, mountInfo } from './mounts'
+import { AgentState } from './state'
+
+export interface AgentOptions {
+  mountpoint: string
+  socket: string
+  agentId?: string
+  faultTimeoutMs?: number /* default 60_000 */
+}
+
+interface PidFile {
+  pid: number
+  mountpoint: string
+  socket: string
+  agentId: string
+  startedAt: string
+}
+
+export function agentsDir(socket: string): string {
+  return path.join(path.dirname(path.resolve(socket)), 'agents')
+}
+export function pidFilePath(mountpoint: string, socket: string): string {
+  return path.join(agentsDir(socket), `${encodeURIComponent(path.resolve(mountpoint))}.json`)
+}
+export function logFilePath(mountpoint: string, socket: string): string {
+  return path.join(agentsDir(socket), `${encodeURIComponent(path.resolve(mountpoint))}.log`)
+}
+
+const log = (msg: string): void => console.log(`${new Date().toISOString()} ${msg}`)
+
+/** Foreground agent: connect, load, mount, serve until SIGTERM/SIGINT or unmount. */
+export async function runAgent(opts: AgentOptions): Promise<void> {
+  try {
+    await serve(opts)
+  } catch (e) {
+    const err = toVstorError(e)
+    signalFailed(err.message)
+    throw err
+  }
+}
+
+async function serve(opts: AgentOptions): Promise<void> {
+  const mnt = path.resolve(opts.mountpoint)
+  const socket = path.resolve(opts.socket)
+  const agentId = opts.agentId ?? `${os.hostname()}:${mnt}`
+  await prepareMountpoint(mnt)
+  const link = new Link({ socket, agentId, mountpoint: mnt, faultTimeoutMs: opts.faultTimeoutMs ?? 60_000 })
+  const state = new AgentState({ fault: (f) => link.fault(f), log })
+  link.on('failed', (what: string) => log(what))
+  link.on('disconnected', () => log('lost the controller; serving mapped I/O, reconnecting'))
+  link.on('connected', () => log(`connected to the controller at ${socket} (generation ${state.generation})`))
+  try {
+    await link.start(state)
+  } catch (e) {
+    link.stop()
+    throw e
+  }
+  const fuse = makeFuse(mnt, makeOps(state, { onOpenChange: (d) => link.setOpen(d) }), ['auto_unmount'])
+  try {
+    await new Promise<void>((resolve, reject) => fuse.mount((err) => (err ? reject(err) : resolve())))
+  } catch (e) {
+    link.stop()
+    state.closeAll()
+    const hint = 'needs root (or fuse permissions), /dev/fuse and fusermount'
+    throw new VstorError('MOUNT_FAILED', `cannot mount ${mnt}: ${(e as Error).message} (${hint})`)
+  }
+  const pidFile = pidFilePath(mnt, socket)
+  let stopping: Promise<void> | null = null
+  const stop = (why: string): Promise<void> =>
+    (stopping ??= (async () => {
+      log(`stopping: ${why}`)
+      link.stop()
+      await state.syncAll()
+      if (await isMounted(mnt)) {
+        await new Promise<void>((resolve) => fuse.unmount(() => resolve()))
+        if (await isMounted(mnt)) await fuseUnmount(mnt, true).catch(() => {})
+      }
+      state.closeAll()
+      await fs.promises.rm(pidFile, { force: true })
+    })())
+  try {
+    for (const name of state.disks.keys()) await fs.promises.stat(path.join(mnt, `${name}.img`))
+    await fs.promises.mkdir(path.dirname(pidFile), { recursive: true })
+    const info: PidFile = { pid: process.pid, mountpoint: mnt, socket, agentId, startedAt: new Date().toISOString() }
+    await fs.promises.writeFile(pidFile, JSON.stringify(info) + '\n')
+  } catch (e) {
+    await stop('start failed')
+    throw new VstorError('MOUNT_FAILED', `mounted ${mnt} but the images are not visible: ${(e as Error).message}`)
+  }
+  log(`serving ${state.disks.size} disk(s) at ${mnt}`)
+  signalReady()
+  await new Promise<void>((resolve) => {
+    const finish = (why: string): void => {
+      clearInterval(poll)
+      process.off('SIGTERM', term)
+      process.off('SIGINT', int)
+      void stop(why).then(resolve, resolve)
+    }
+    const term = (): void => finish('SIGTERM')
+    const int = (): void => finish('SIGINT')
+    process.on('SIGTERM', term)
+    process.on('SIGINT', int)
+    // Someone ran fusermount -u: notice it and stop too (off the I/O path, once a second).
+    const poll = setInterval(() => void isMounted(mnt).then((m) => m || finish('unmounted')), 1000)
+  })
+  log('stopped')
+}
+
+/** False only for a dead FUSE mount (its agent is gone: ENOTCONN). */
+const answers = (mnt: string): Promise<boolean> =>
+  fs.promises.stat(mnt).then(
+    () => true,
+    (e: NodeJS.ErrnoException) => e.code !== 'ENOTCONN',
+  )
+
+/** The mountpoint must be a directory; a dead vstor mount (ENOTCONN) left there is cleared first. */
+async function prepareMountpoint(mnt: string): Promise<void> {
+  const m = (await mountInfo()).find((e) => e.mountpoint === mnt)
+  if (m) {
+    if ((await answers(mnt)) || m.fstype !== 'fuse.vstor') {
+      throw new VstorError('MOUNT_FAILED', `${mnt} is already a mount point (${m.fstype}); unmount it first (\`vstor unmount ${mnt}\`)`)
+    }
+    await fuseUnmount(mnt, true)
+  }
+  await checkDirectory(mnt)
+}
+
+/** An existing, empty directory (FUSE would hide anything in it). */
+async function checkDirectory(mnt: string): Promise<void> {
+  const st = await fs.promises.stat(mnt).catch((e: NodeJS.ErrnoException) => {
+    throw new VstorError('MOUNT_FAILED', `mountpoint ${mnt}: ${e.code === 'ENOENT' ? 'does not exist; create it with mkdir' : e.message}`)
+  })
+  if (!st.isDirectory()) throw new VstorError('MOUNT_FAILED', `mountpoint ${mnt} is not a directory`)
+  if ((await fs.promises.readdir(mnt)).length > 0)
+    throw new VstorError('MOUNT_FAILED', `mountpoint ${mnt} is not empty: use an empty directory`)
+}
+
+/** Start `vstor mount MNT --foreground` detached; resolves once its images are visible. */
+export async function startAgentDetached(opts: AgentOptions): Promise<{ pid: number }> {
+  const mnt = path.resolve(opts.mountpoint)
+  // Refuse plain mistakes here, with their own message and exit code, before a child is spawned.
+  const m = (await mountInfo()).find((e) => e.mountpoint === mnt)
+  if (m && m.fstype !== 'fuse.vstor') {
+    throw new VstorError('MOUNT_FAILED', `${mnt} is already a mount point (${m.fstype}); choose another directory`)
+  }
+  if (m && (await answers(mnt))) {
+    throw new VstorError('MOUNT_FAILED', `a vstor agent already serves ${mnt}; stop it first with \`vstor unmount ${mnt}\``)
+  }
+  if (!m) await checkDirectory(mnt)
+  const args = ['mount', mnt, '--foreground', '--socket', path.resolve(opts.socket)]
+  if (opts.agentId) args.push('--agent-id', opts.agentId)
+  if (opts.faultTimeoutMs !== undefined) args.push('--fault-timeout', `${opts.faultTimeoutMs}ms`)
+  // Device I/O runs on libuv's thread pool; 4 threads (the default) would cap queue depth per agent.
+  const env = process.env
+  env.UV_THREADPOOL_SIZE ??= '16'
+  return spawnDetached({ args, logFile: logFilePath(mnt, opts.socket), readyTimeoutMs: 60_000 })
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+/** Stop the agent serving mountpoint; clear a dead agent's mount; refuse while busy. */
+export async function unmountAgent(mountpoint: string, socket: string): Promise<void> {
+  const mnt = path.resolve(mountpoint)
+  const pidFile = pidFilePath(mnt, socket)
+  const info = await fs.promises
+    .readFile(pidFile, 'utf8')
+    .then((t) => JSON.parse(t) as PidFile)
+    .catch(() => null)
+  const pid = info && alive(info.pid) ? info.pid : null
+  const mounted = (await mountInfo()).find((e) => e.mountpoint === mnt)
+  if (!pid) {
+    await fs.promises.rm(pidFile, { force: true })
+    if (!mounted) throw new VstorError('NOT_MOUNTED', `no vstor agent serves ${mnt} and nothing is mounted there`)
+    if (mounted.fstype !== 'fuse.vstor') throw new VstorError('NOT_MOUNTED', `${mnt} is a ${mounted.fstype} mount, not vstor`)
+    // Dead agent: the mount answers ENOTCONN; detach it.
+    await fuseUnmount(mnt, false).catch(() => fuseUnmount(mnt, true))
+    return
+  }
+  // Unmount first (not lazily), so a busy mount is refused and the agent keeps serving.
+  if (mounted) await fuseUnmount(mnt, false)
+  process.kill(pid, 'SIGTERM')
+  for (let waited = 0; alive(pid) || (await isMounted(mnt)); waited += 100) {
+    if (waited >= 30_000)
+      throw new VstorError('TIMEOUT', `agent ${pid} for ${mnt} did not stop within 30 s; see ${logFilePath(mnt, socket)}`)
+    await sleep(100)
+  }
+}

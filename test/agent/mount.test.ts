@@ -1,0 +1,195 @@
+// Real FUSE: an agent process mounts over two sparse files, fed by a fake controller.
+import assert from 'node:assert/strict'
+import { spawn, execFile, type ChildProcess } from 'node:child_process'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { test, type TestContext } from 'node:test'
+import { pidFilePath, unmountAgent } from '../../src/agent/index'
+import { isMounted } from '../../src/agent/mounts'
+import { MiB } from '../../src/size'
+import { Flag, NO_DEVICE } from '../../src/table/table'
+import { FakeController } from './fakectl'
+
+const ext = (vstart: number, length: number, device: number, pstart: number, flags = 0) => ({ vstart, length, device, pstart, flags })
+
+function sh(cmd: string, args: string[]): Promise<{ code: number; out: string }> {
+  return new Promise((resolve) =>
+    execFile(cmd, args, (err, stdout, stderr) => resolve({ code: err ? Number(err.code) || 1 : 0, out: String(stdout) + String(stderr) })),
+  )
+}
+
+function canMount(t: TestContext): boolean {
+  const why = process.getuid?.() !== 0 ? 'needs root' : !fs.existsSync('/dev/fuse') ? 'needs /dev/fuse' : null
+  if (!why) return true
+  if (process.env.CI) throw new Error(`mount test ${why} (CI requires it)`)
+  t.skip(why)
+  return false
+}
+
+async function waitFor(what: string, fn: () => Promise<boolean>, ms = 20_000): Promise<void> {
+  for (let waited = 0; !(await fn()); waited += 50) {
+    if (waited > ms) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 50))
+  }
+}
+const exists = (p: string) =>
+  fs.promises.stat(p).then(
+    () => true,
+    () => false,
+  )
+
+async function setup(t: TestContext) {
+  const dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'vstor-agent-'))
+  const mnt = path.join(dir, 'mnt')
+  const socket = path.join(dir, 'run', 'vstor.sock')
+  await fs.promises.mkdir(mnt)
+  const dev1 = path.join(dir, 'dev1')
+  const dev2 = path.join(dir, 'dev2')
+  await fs.promises.writeFile(dev1, '')
+  await fs.promises.truncate(dev1, 8 * MiB)
+  await fs.promises.writeFile(dev2, '')
+  await fs.promises.truncate(dev2, 8 * MiB)
+  const ctl = new FakeController(
+    socket,
+    [
+      { id: 1, name: 'a', path: dev1 },
+      { id: 2, name: 'b', path: dev2 },
+    ],
+    [{ name: 'd', size: 4 * MiB, extents: [ext(0, 2 * MiB, 1, MiB), ext(2 * MiB, 2 * MiB, 2, MiB)] }],
+  )
+  await ctl.start()
+  let child: ChildProcess | null = null
+  const startAgent = async () => {
+    const mod = path.resolve(__dirname, '../../src/agent/index.js')
+    const code = `require(${JSON.stringify(mod)}).runAgent({mountpoint:${JSON.stringify(mnt)},socket:${JSON.stringify(socket)},faultTimeoutMs:3000}).then(()=>process.exit(0),e=>{console.error(e.message);process.exit(1)})`
+    child = spawn(process.execPath, ['-e', code], { stdio: ['ignore', 'inherit', 'inherit'] })
+    await waitFor('the agent pid file', () => exists(pidFilePath(mnt, socket)))
+  }
+  t.after(async () => {
+    if (await isMounted(mnt)) {
+      await sh('fusermount', ['-u', mnt])
+      if (await isMounted(mnt)) await sh('umount', ['-l', mnt])
+    }
+    child?.kill('SIGKILL')
+    await ctl.server.close()
+    await fs.promises.rm(dir, { recursive: true, force: true })
+  })
+  return { dir, mnt, socket, dev1, dev2, ctl, startAgent, img: path.join(mnt, 'd.img'), child: () => child }
+}
+
+test('mount: images, mapped I/O across devices, size, limits, disk add/remove, unmount', async (t) => {
+  if (!canMount(t)) return
+  const s = await setup(t)
+  await s.startAgent()
+  assert.deepEqual(await fs.promises.readdir(s.mnt), ['d.img'])
+  assert.equal((await fs.promises.stat(s.img)).size, 4 * MiB)
+
+  // qemu-io writes a pattern across the device boundary at 2M and reads it back.
+  const q = await sh('qemu-io', [
+    '-f',
+    'raw',
+    '-c',
+    'write -P 0x5a 2040k 16k',
+    '-c',
+    'read -P 0x5a 2040k 16k',
+    '-c',
+    'write -P 0x33 0 4k',
+    s.img,
+  ])
+  assert.equal(q.code, 0, q.out)
+  assert.doesNotMatch(q.out, /fail|error|mismatch/i)
+  const b1 = (await fs.promises.readFile(s.dev1)).subarray(MiB + 2040 * 1024, MiB + 2048 * 1024)
+  const b2 = (await fs.promises.readFile(s.dev2)).subarray(MiB, MiB + 8192)
+  assert.ok(b1.every((b) => b === 0x5a) && b2.every((b) => b === 0x5a), 'bytes land at pstart on each device')
+  assert.ok((await fs.promises.readFile(s.dev1)).subarray(MiB, MiB + 4096).every((b) => b === 0x33))
+
+  // Writes past the end fail with ENOSPC; a truncate to another size is refused.
+  const fh = await fs.promises.open(s.img, 'r+')
+  await assert.rejects(fh.write(Buffer.alloc(512, 1), 0, 512, 4 * MiB), { code: 'ENOSPC' })
+  await fh.close()
+  await assert.rejects(fs.promises.truncate(s.img, MiB), { code: 'EPERM' })
+  await assert.rejects(fs.promises.writeFile(path.join(s.mnt, 'x'), 'x'), { code: 'EPERM' })
+
+  // Invalid through FUSE: EIO and an unmapped fault reaches the controller.
+  await s.ctl.update('d', 3 * MiB, 4 * MiB, [ext(3 * MiB, MiB, NO_DEVICE, 0, Flag.Invalid)])
+  const r = await sh('qemu-io', ['-f', 'raw', '-c', 'read 3M 4k', s.img])
+  assert.match(r.out, /Input\/output error/)
+  await waitFor('the unmapped fault', async () => s.ctl.faults.some((f) => f.kind === 'unmapped' && f.offset === 3 * MiB))
+
+  // Disks pushed by the controller appear and disappear.
+  await s.ctl.addDisk({ name: 'e', size: MiB, extents: [ext(0, MiB, 1, 4 * MiB)] })
+  assert.deepEqual((await fs.promises.readdir(s.mnt)).sort(), ['d.img', 'e.img'])
+  assert.equal((await fs.promises.stat(path.join(s.mnt, 'e.img'))).size, MiB)
+  await s.ctl.removeDisk('e')
+  assert.deepEqual(await fs.promises.readdir(s.mnt), ['d.img'])
+  await assert.rejects(fs.promises.stat(path.join(s.mnt, 'e.img')), { code: 'ENOENT' })
+
+  await unmountAgent(s.mnt, s.socket)
+  assert.equal(await isMounted(s.mnt), false)
+  assert.equal(await exists(pidFilePath(s.mnt, s.socket)), false)
+  await assert.rejects(unmountAgent(s.mnt, s.socket), { code: 'NOT_MOUNTED' })
+})
+
+test('mount: first write into a zero unit is zero-filled, retried and lands', async (t) => {
+  if (!canMount(t)) return
+  const s = await setup(t)
+  s.ctl.disks = [{ name: 'd', size: 4 * MiB, extents: [ext(0, 4 * MiB, NO_DEVICE, 0, Flag.Zero)] }]
+  await fs.promises.writeFile(s.dev2, Buffer.alloc(8 * MiB, 0xaa)) // stale bytes
+  s.ctl.onFault = async (f) => {
+    if (f.kind !== 'unallocated') return { action: 'deny' }
+    await s.ctl.update('d', f.offset, f.offset + f.length, [ext(f.offset, f.length, 2, 2 * MiB)], true)
+    return { action: 'retry' }
+  }
+  await s.startAgent()
+  const q = await sh('qemu-io', [
+    '-f',
+    'raw',
+    '-c',
+    'read -P 0 0 4M',
+    '-c',
+    'write -P 0x77 1028k 4k',
+    '-c',
+    'read -P 0 1M 4k',
+    '-c',
+    'read -P 0x77 1028k 4k',
+    '-c',
+    'read -P 0 1032k 1016k',
+    s.img,
+  ])
+  assert.equal(q.code, 0, q.out)
+  assert.doesNotMatch(q.out, /fail|error|mismatch/i)
+  assert.deepEqual(
+    s.ctl.faults.map((f) => [f.kind, f.offset, f.length]),
+    [['unallocated', MiB, MiB]],
+  )
+  const dev = await fs.promises.readFile(s.dev2)
+  assert.ok(dev.subarray(2 * MiB + 4096, 2 * MiB + 8192).every((b) => b === 0x77))
+  assert.ok(dev.subarray(2 * MiB, 2 * MiB + 4096).every((b) => b === 0))
+  await unmountAgent(s.mnt, s.socket)
+})
+
+test('mount: busy unmount is refused; a killed agent leaves no dead mount; a new agent serves the data', async (t) => {
+  if (!canMount(t)) return
+  const s = await setup(t)
+  await s.startAgent()
+  const q = await sh('qemu-io', ['-f', 'raw', '-c', 'write -P 0x61 1M 64k', s.img])
+  assert.equal(q.code, 0, q.out)
+  const fh = await fs.promises.open(s.img, 'r')
+  await assert.rejects(unmountAgent(s.mnt, s.socket), (e: Error & { code?: string }) => e.code === 'MOUNT_BUSY' && /busy/.test(e.message))
+  assert.equal(await isMounted(s.mnt), true, 'a refused unmount leaves the agent serving')
+  assert.equal((await fh.read(Buffer.alloc(512), 0, 512, MiB)).bytesRead, 512)
+  await fh.close()
+
+  s.child()!.kill('SIGKILL')
+  await new Promise((r) => s.child()!.once('exit', r))
+  // auto_unmount removes the mount of a killed agent (no ENOTCONN left behind).
+  await waitFor('auto_unmount', async () => !(await isMounted(s.mnt)), 10_000)
+  await assert.rejects(unmountAgent(s.mnt, s.socket), { code: 'NOT_MOUNTED' })
+
+  await s.startAgent()
+  const r = await sh('qemu-io', ['-f', 'raw', '-c', 'read -P 0x61 1M 64k', s.img])
+  assert.equal(r.code, 0, r.out)
+  assert.doesNotMatch(r.out, /fail|mismatch/i)
+  await unmountAgent(s.mnt, s.socket)
+})

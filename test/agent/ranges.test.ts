@@ -1,0 +1,77 @@
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { RangeGate } from '../../src/agent/ranges'
+
+test('enter runs at once when nothing is blocked', () => {
+  const g = new RangeGate()
+  let ran = 0
+  g.enter(0, 10, (tok) => {
+    ran++
+    g.leave(tok)
+  })
+  assert.equal(ran, 1)
+  assert.equal(g.active, 0)
+})
+
+test('quiesce waits for overlapping in-flight requests only', async () => {
+  const g = new RangeGate()
+  const toks: number[] = []
+  g.enter(0, 100, (t) => toks.push(t)) // overlaps [50, 150)
+  g.enter(200, 300, (t) => toks.push(t)) // does not
+  let quiesced = false
+  const p = g.quiesce(50, 150).then((release) => {
+    quiesced = true
+    return release
+  })
+  await new Promise((r) => setImmediate(r))
+  assert.equal(quiesced, false, 'must wait for the overlapping request')
+  g.leave(toks[0]!)
+  const release = await p
+  assert.equal(quiesced, true)
+  assert.equal(g.active, 1, 'the non-overlapping request is untouched')
+  release()
+})
+
+test('requests into a blocked range park and run after release, others pass', async () => {
+  const g = new RangeGate()
+  const release = await g.quiesce(0, 100)
+  const order: string[] = []
+  g.enter(50, 60, (t) => {
+    order.push('parked')
+    g.leave(t)
+  })
+  g.enter(100, 200, (t) => {
+    order.push('outside')
+    g.leave(t)
+  })
+  assert.deepEqual(order, ['outside'])
+  assert.equal(g.waiting, 1)
+  release()
+  assert.deepEqual(order, ['outside', 'parked'])
+  assert.equal(g.waiting, 0)
+})
+
+test('a request that left to wait does not hold up quiesce', async () => {
+  const g = new RangeGate()
+  let tok = 0
+  g.enter(0, 10, (t) => (tok = t))
+  g.leave(tok) // e.g. it faulted and now waits on the controller
+  const release = await g.quiesce(0, 10)
+  release()
+  assert.equal(g.active, 0)
+})
+
+test('two blocks: a parked request waits until both are released', async () => {
+  const g = new RangeGate()
+  const r1 = await g.quiesce(0, 50)
+  const r2 = await g.quiesce(40, 100)
+  let ran = false
+  g.enter(30, 60, (t) => {
+    ran = true
+    g.leave(t)
+  })
+  r1()
+  assert.equal(ran, false)
+  r2()
+  assert.equal(ran, true)
+})
