@@ -19,6 +19,7 @@ export const ErrorCodes = {
   DISK_OPEN: 1, // an agent has the disk open
   MOUNT_FAILED: 1, // the FUSE mount could not be made
   NOT_MOUNTED: 1, // no vstor agent serves that mountpoint
+  MOUNT_BUSY: 1, // files on the mount are still open (loop devices, VMs)
   // Protocol (the peer sent something wrong).
   BAD_FRAME: 1, // a frame could not be decoded
   FRAME_TOO_LARGE: 1, // a frame is over the size limit

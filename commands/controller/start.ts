@@ -1,0 +1,49 @@
+import { Flags } from '@oclif/core'
+import { VstorCommand } from '../../src/cli/base'
+import { parseDuration } from '../../src/size'
+
+export default class ControllerStart extends VstorCommand {
+  static override summary = 'Start the controller (detached unless --foreground)'
+
+  static override description =
+    'Start the controller: it keeps the authoritative extent table in <data-dir>/vstor.db and serves agents and the CLI on the socket. ' +
+    'Detaches and returns once the socket answers, unless --foreground.'
+
+  static override examples = [
+    '<%= config.bin %> controller start',
+    '<%= config.bin %> controller start --data-dir /srv/vstor --socket /run/vstor/vstor.sock',
+    '<%= config.bin %> controller start --foreground --refresh-interval 30s --no-space-timeout 10s',
+  ]
+
+  static override flags = {
+    foreground: Flags.boolean({ description: 'run in this process until SIGTERM or `vstor controller stop`' }),
+    'refresh-interval': Flags.string({
+      description: 'how often agents get a full copy of the table',
+      helpValue: 'DURATION',
+      default: '60s',
+    }),
+    'no-space-timeout': Flags.string({
+      description: 'how long a write into a full pool waits for a new device before ENOSPC',
+      helpValue: 'DURATION',
+      default: '5s',
+    }),
+  }
+
+  async run(): Promise<{ pid: number; socket: string; dataDir: string } | undefined> {
+    const { flags } = await this.parse(ControllerStart)
+    const opts = {
+      ...this.paths(flags),
+      refreshIntervalMs: parseDuration(flags['refresh-interval'], '--refresh-interval'),
+      noSpaceTimeoutMs: parseDuration(flags['no-space-timeout'], '--no-space-timeout'),
+    }
+    const controller = await import('../../src/controller/index.js')
+    if (flags.foreground) {
+      // The detached start re-runs this command with --foreground in a child; it signals readiness itself.
+      await controller.runController(opts)
+      return undefined
+    }
+    const { pid } = await controller.startControllerDetached(opts)
+    this.log(`controller started (pid ${pid}), socket ${opts.socket}, data dir ${opts.dataDir}`)
+    return { pid, socket: opts.socket, dataDir: opts.dataDir }
+  }
+}

@@ -1,0 +1,63 @@
+import { Args, Flags } from '@oclif/core'
+import fs from 'node:fs/promises'
+import path from 'node:path'
+import { VstorCommand } from '../src/cli/base'
+import { parseDuration } from '../src/size'
+
+export default class Mount extends VstorCommand {
+  static override summary = 'Serve every disk as MOUNTPOINT/NAME.img (starts an agent)'
+
+  static override description =
+    'Start an agent that serves every virtual disk as MOUNTPOINT/NAME.img (a FUSE mount). Reads and writes go straight to the backing ' +
+    'devices through its copy of the extent table. Detaches once the images are visible, unless --foreground.'
+
+  static override examples = [
+    '<%= config.bin %> mount /mnt/vstor',
+    '<%= config.bin %> mount /mnt/vstor --agent-id host1 --fault-timeout 30s',
+    '<%= config.bin %> mount /mnt/vstor --foreground',
+  ]
+
+  static override args = {
+    mountpoint: Args.string({ description: 'an empty directory to mount on', required: true }),
+  }
+
+  static override flags = {
+    foreground: Flags.boolean({ description: 'run the agent in this process until SIGTERM or `vstor unmount`' }),
+    'agent-id': Flags.string({
+      helpValue: 'ID',
+      description: 'name of this agent at the controller (default: derived from host and mountpoint)',
+    }),
+    'fault-timeout': Flags.string({
+      description: 'how long I/O that needs the controller waits for it before failing with EIO',
+      helpValue: 'DURATION',
+      default: '60s',
+    }),
+  }
+
+  async run(): Promise<{ pid: number; mountpoint: string; images: string[] } | undefined> {
+    const { args, flags } = await this.parse(Mount)
+    const mountpoint = path.resolve(args.mountpoint)
+    const opts = {
+      mountpoint,
+      socket: this.paths(flags).socket,
+      faultTimeoutMs: parseDuration(flags['fault-timeout'], '--fault-timeout'),
+      ...(flags['agent-id'] ? { agentId: flags['agent-id'] } : {}),
+    }
+    const agent = await import('../src/agent/index.js')
+    if (flags.foreground) {
+      // The detached start re-runs this command with --foreground in a child; it signals readiness itself.
+      await agent.runAgent(opts)
+      return undefined
+    }
+    const { pid } = await agent.startAgentDetached(opts)
+    const images = (await fs.readdir(mountpoint)).filter((f) => f.endsWith('.img')).map((f) => path.join(mountpoint, f))
+    this.log(`agent started (pid ${pid}), ${mountpoint} serves ${images.length} disk image${images.length === 1 ? '' : 's'}`)
+    for (const img of images) this.log(`  ${img}`)
+    const example = images[0] ?? path.join(mountpoint, 'NAME.img')
+    this.log('use them as raw disks, e.g.:')
+    this.log(`  losetup -f --show ${example}`)
+    this.log(`  qemu-system-x86_64 -drive file=${example},format=raw,cache=none`)
+    this.log(`stop with: vstor unmount ${mountpoint}`)
+    return { pid, mountpoint, images }
+  }
+}

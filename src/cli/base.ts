@@ -1,0 +1,90 @@
+// Base class of every vstor command: the global flags, one controller
+// connection per command run (closed in finally), and the one place where
+// errors become output and exit codes.
+// Invariants: an expected failure (VstorError) never prints a stack; exit
+// codes are 0 ok, 1 user error, 2 usage, 3 environment, 4 internal; under
+// --json every outcome is JSON on stdout.
+
+import { Command, Errors, Flags } from '@oclif/core'
+import { DEFAULT_DATA_DIR, DEFAULT_SOCKET, dataDir, socketPath } from '../config'
+import { VstorError, toVstorError } from '../errors'
+import type { ErrorCode } from '../errors'
+import { connect } from '../protocol/connection'
+import type { Connection } from '../protocol/connection'
+import type { CliMethods } from '../protocol/messages'
+
+export type CliMethod = keyof CliMethods
+
+export interface Client {
+  call<M extends CliMethod>(method: M, params: CliMethods[M][0]): Promise<CliMethods[M][1]>
+}
+
+export abstract class VstorCommand extends Command {
+  static override enableJsonFlag = true
+
+  static override baseFlags = {
+    socket: Flags.string({
+      description: 'Unix socket of the controller',
+      helpValue: 'PATH',
+      env: 'VSTOR_SOCKET',
+      default: DEFAULT_SOCKET,
+      helpGroup: 'GLOBAL',
+    }),
+    'data-dir': Flags.string({
+      description: 'directory of the controller database and log',
+      helpValue: 'DIR',
+      env: 'VSTOR_DATA_DIR',
+      default: DEFAULT_DATA_DIR,
+      helpGroup: 'GLOBAL',
+    }),
+  }
+
+  private connections: Connection[] = []
+
+  /** Resolved paths from the global flags. */
+  protected paths(flags: { socket?: string; 'data-dir'?: string }): { socket: string; dataDir: string } {
+    return { socket: socketPath(flags.socket), dataDir: dataDir(flags['data-dir']) }
+  }
+
+  /** Connect to the controller as a CLI client; the connection closes when the command ends. */
+  protected async client(flags: { socket?: string }): Promise<Client> {
+    const { conn } = await connect(socketPath(flags.socket), { role: 'cli', pid: process.pid })
+    this.connections.push(conn)
+    return { call: (method, params) => conn.call(method, params) }
+  }
+
+  protected override async finally(err: Error | undefined): Promise<unknown> {
+    for (const c of this.connections.splice(0)) c.close()
+    return super.finally(err)
+  }
+
+  /** Plain JSON (no colours), so scripts and `jq` read it whatever the terminal. */
+  protected override logJson(json: unknown): void {
+    process.stdout.write(JSON.stringify(json, null, 2) + '\n')
+  }
+
+  protected override async catch(err: Error & { exitCode?: number }): Promise<unknown> {
+    if (err instanceof Errors.ExitError) throw err // this.exit() from a command: already handled
+    const { code, message, exit } = describe(err, `${this.config.bin} ${(this.id ?? '').replaceAll(':', ' ')}`)
+    if (this.jsonEnabled()) {
+      this.logJson({ error: { code, message } })
+    } else {
+      process.stderr.write(`vstor: ${message}\n`)
+      if (exit === 4 && process.env.VSTOR_DEBUG && err.stack) process.stderr.write(err.stack + '\n')
+    }
+    return this.exit(exit)
+  }
+}
+
+/** Error → what the user sees. oclif parse errors are usage errors (exit 2). */
+function describe(err: Error, command: string): { code: ErrorCode | 'USAGE'; message: string; exit: number } {
+  if (err instanceof VstorError) return { code: err.code, message: err.message, exit: err.exitCode }
+  if (err instanceof Errors.CLIError) {
+    const exit = err.oclif?.exit ?? 2
+    const text = err.message.replace(/\nSee more help with --help$/, '').replace(/^The following error occurred:\n\s*/, '')
+    const message = text + `\n(see \`${command} --help\`)`
+    return { code: exit === 2 ? 'USAGE' : 'INTERNAL', message, exit }
+  }
+  const v = toVstorError(err)
+  return { code: v.code, message: `internal error: ${v.message} (a bug: rerun with VSTOR_DEBUG=1 and report it)`, exit: v.exitCode }
+}
