@@ -11,6 +11,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
+import { pidAlive } from '../src/daemon'
 import { connect, type Connection } from '../src/protocol/connection'
 import { prefill, run } from './fio'
 
@@ -63,15 +64,6 @@ export async function waitFor(pred: () => boolean | Promise<boolean>, timeoutMs:
 }
 
 const sizeOf = async (file: string): Promise<number> => (await fs.promises.stat(file).catch(() => null))?.size ?? -1
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
-}
 
 /** Wait up to 15 s for a foreground child to exit, then SIGTERM it (then SIGKILL). */
 async function waitExit(child: ChildProcess | null): Promise<void> {
@@ -233,7 +225,7 @@ export class Vstor {
     for (const f of await fs.promises.readdir(dir).catch(() => [] as string[])) {
       if (!f.endsWith('.json')) continue
       const info = JSON.parse(await fs.promises.readFile(path.join(dir, f), 'utf8').catch(() => '{}')) as { pid?: number }
-      if (info.pid && alive(info.pid)) process.kill(info.pid, 'SIGKILL')
+      if (info.pid && pidAlive(info.pid)) process.kill(info.pid, 'SIGKILL')
     }
   }
 
@@ -242,7 +234,7 @@ export class Vstor {
     const pid = status ? (JSON.parse(status) as { controller?: { pid?: number } }).controller?.pid : undefined
     await this.cli(['controller', 'stop']).catch((err: Error) => process.stderr.write(`bench: ${err.message}\n`))
     await waitExit(this.controller)
-    if (pid && !(await waitFor(() => !alive(pid), 10_000))) process.kill(pid, 'SIGKILL')
+    if (pid && !(await waitFor(() => !pidAlive(pid), 10_000))) process.kill(pid, 'SIGKILL')
   }
 
   /** A CLI-role connection to the controller, kept open: a `vstor` process per call costs ~1 s of oclif start-up. */

@@ -3,6 +3,7 @@ import fs from 'node:fs/promises'
 import path from 'node:path'
 import { VstorCommand } from '../src/cli/base'
 import { parseDuration } from '../src/size'
+import type { IoMode } from '../src/agent/store'
 
 export default class Mount extends VstorCommand {
   static override summary = 'Serve every disk as MOUNTPOINT/NAME.img (starts an agent)'
@@ -15,6 +16,7 @@ export default class Mount extends VstorCommand {
     '<%= config.bin %> mount /mnt/vstor',
     '<%= config.bin %> mount /mnt/vstor --agent-id host1 --fault-timeout 30s',
     '<%= config.bin %> mount /mnt/vstor --foreground',
+    '<%= config.bin %> mount /mnt/vstor --io async',
   ]
 
   static override args = {
@@ -32,6 +34,13 @@ export default class Mount extends VstorCommand {
       helpValue: 'DURATION',
       default: '60s',
     }),
+    io: Flags.string({
+      description:
+        'device I/O mode: sync runs reads and writes inline on the agent thread (fastest; a hung device stalls the agent), ' +
+        'async uses a thread pool (a hung device stalls only its own I/O)',
+      options: ['sync', 'async'],
+      default: 'sync',
+    }),
   }
 
   async run(): Promise<{ pid: number; mountpoint: string; images: string[] } | undefined> {
@@ -41,6 +50,7 @@ export default class Mount extends VstorCommand {
       mountpoint,
       socket: this.paths(flags).socket,
       faultTimeoutMs: parseDuration(flags['fault-timeout'], '--fault-timeout'),
+      io: flags.io as IoMode,
       ...(flags['agent-id'] ? { agentId: flags['agent-id'] } : {}),
     }
     const agent = await import('../src/agent/index.js')

@@ -112,3 +112,13 @@ export function signalReady(): void {
 export function signalFailed(message: string): void {
   sendReady('error ' + message.replace(/\n/g, ' '))
 }
+
+/** Whether a process exists (EPERM: it exists but is not ours to signal). */
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}

@@ -11,18 +11,21 @@
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { signalFailed, signalReady, spawnDetached } from '../daemon'
+import { pidAlive, signalFailed, signalReady, spawnDetached } from '../daemon'
 import { VstorError, toVstorError } from '../errors'
 import { makeFuse, makeOps } from './fuse'
 import { Link } from './link'
 import { fuseUnmount, isMounted, mountInfo } from './mounts'
 import { AgentState } from './state'
+import type { IoMode } from './store'
 
 export interface AgentOptions {
   mountpoint: string
   socket: string
   agentId?: string
   faultTimeoutMs?: number /* default 60_000 */
+  /** Device I/O mode (default sync): see store.ts. */
+  io?: IoMode
 }
 
 interface PidFile {
@@ -62,7 +65,7 @@ async function serve(opts: AgentOptions): Promise<void> {
   const agentId = opts.agentId ?? `${os.hostname()}:${mnt}`
   await prepareMountpoint(mnt)
   const link = new Link({ socket, agentId, mountpoint: mnt, faultTimeoutMs: opts.faultTimeoutMs ?? 60_000 })
-  const state = new AgentState({ fault: (f) => link.fault(f), log })
+  const state = new AgentState({ fault: (f) => link.fault(f), metaSync: () => link.metaSync(), log, io: opts.io ?? 'sync' })
   link.on('failed', (what: string) => log(what))
   link.on('disconnected', () => log('lost the controller; serving mapped I/O, reconnecting'))
   link.on('connected', () => log(`connected to the controller at ${socket} (generation ${state.generation})`))
@@ -167,19 +170,11 @@ export async function startAgentDetached(opts: AgentOptions): Promise<{ pid: num
   const args = ['mount', mnt, '--foreground', '--socket', path.resolve(opts.socket)]
   if (opts.agentId) args.push('--agent-id', opts.agentId)
   if (opts.faultTimeoutMs !== undefined) args.push('--fault-timeout', `${opts.faultTimeoutMs}ms`)
-  // Device I/O runs on libuv's thread pool; 4 threads (the default) would cap queue depth per agent.
+  if (opts.io) args.push('--io', opts.io)
+  // With --io async, device I/O runs on libuv's thread pool; 4 threads (the default) would cap queue depth.
   const env = process.env
   env.UV_THREADPOOL_SIZE ??= '16'
   return spawnDetached({ args, logFile: logFilePath(mnt, opts.socket), readyTimeoutMs: 60_000 })
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM'
-  }
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
@@ -192,7 +187,7 @@ export async function unmountAgent(mountpoint: string, socket: string): Promise<
     .readFile(pidFile, 'utf8')
     .then((t) => JSON.parse(t) as PidFile)
     .catch(() => null)
-  const pid = info && alive(info.pid) ? info.pid : null
+  const pid = info && pidAlive(info.pid) ? info.pid : null
   const mounted = (await mountInfo()).find((e) => e.mountpoint === mnt)
   if (!pid) {
     await fs.promises.rm(pidFile, { force: true })
@@ -205,7 +200,7 @@ export async function unmountAgent(mountpoint: string, socket: string): Promise<
   // Unmount first (not lazily), so a busy mount is refused and the agent keeps serving.
   if (mounted) await fuseUnmount(mnt, false)
   process.kill(pid, 'SIGTERM')
-  for (let waited = 0; alive(pid) || (await isMounted(mnt)); waited += 100) {
+  for (let waited = 0; pidAlive(pid) || (await isMounted(mnt)); waited += 100) {
     if (waited >= 30_000)
       throw new VstorError('TIMEOUT', `agent ${pid} for ${mnt} did not stop within 30 s; see ${logFilePath(mnt, socket)}`)
     await sleep(100)

@@ -14,7 +14,7 @@
 import os from 'node:os'
 import { UNIT } from '../config'
 import type { Fault, FaultKind, FaultReply } from '../protocol/messages'
-import { Flag, NO_DEVICE, type Table } from '../table/table'
+import { ALL_FLAGS, Flag, NO_DEVICE, type Table } from '../table/table'
 import { RangeGate } from './ranges'
 import { errnoOf, type Store } from './store'
 
@@ -27,6 +27,8 @@ export interface DiskContext {
   store(device: number): Store | undefined
   /** Send a fault and wait for the answer; rejects when the controller stays unreachable. */
   fault(f: Fault): Promise<FaultReply>
+  /** Make the controller's table commits durable (fsync after allocations); rejects when it stays unreachable. */
+  metaSync(): Promise<void>
   /** The agent's applied generation (goes into every fault). */
   readonly generation: number
 }
@@ -50,6 +52,8 @@ export class DiskIO {
   /** Set once the controller removed the disk; open handles then get EIO. */
   removed = false
   private dirty = new Set<Store>()
+  /** An allocation for this disk was committed lazily since the last fsync: fsync needs a metadata barrier. */
+  private allocated_ = false
   private readonly pending = new Map<string, Promise<FaultReply>>()
 
   constructor(
@@ -90,8 +94,20 @@ export class DiskIO {
     this.gate.enter(pos, end, (token) => this.writeNow(token, buf, pos, end, done, 0))
   }
 
-  /** Make durable every store this disk wrote to since the last fsync. */
+  /** Make durable every store this disk wrote to since the last fsync, and the allocations behind them. */
   fsync(done: Done): void {
+    if (!this.allocated_) return this.syncStores(done)
+    this.allocated_ = false
+    this.ctx.metaSync().then(
+      () => this.syncStores(done),
+      () => {
+        this.allocated_ = true // try again on the next fsync
+        done(-E.EIO)
+      },
+    )
+  }
+
+  private syncStores(done: Done): void {
     const stores = [...this.dirty]
     this.dirty = new Set()
     if (stores.length === 0) return done(0)
@@ -111,43 +127,17 @@ export class DiskIO {
   private readNow(token: number, buf: Buffer, pos: number, end: number, done: Done): void {
     if (this.removed) return this.fail(token, done, -E.EIO)
     const t = this.table
-    const n = end - pos
-    const i = t.find(pos)
-    if (end <= t.end(i) && (t.flags(i) & ~Flag.NoWrite) === 0) {
-      const device = t.device(i)
-      const store = this.ctx.store(device)
-      if (store) {
-        store.read(buf, 0, n, t.pstart(i) + (pos - t.vstart(i)), (err) => {
-          this.gate.leave(token)
-          if (err) return this.deviceError(err, device, pos, n, done)
-          done(n)
-        })
-        return
-      }
-    }
+    if (this.direct(token, buf, pos, end, done, false)) return
     const segs = resolve(t, pos, end)
     if (this.rejectBad(segs)) return this.fail(token, done, -E.EIO)
-    this.issue(token, segs, buf, false, n, done)
+    this.issue(token, segs, buf, false, end - pos, done)
   }
 
   private writeNow(token: number, buf: Buffer, pos: number, end: number, done: Done, attempt: number): void {
     if (this.removed) return this.fail(token, done, -E.EIO)
     const t = this.table
     const n = end - pos
-    const i = t.find(pos)
-    if (end <= t.end(i) && t.flags(i) === 0) {
-      const device = t.device(i)
-      const store = this.ctx.store(device)
-      if (store) {
-        this.dirty.add(store)
-        store.write(buf, 0, n, t.pstart(i) + (pos - t.vstart(i)), (err) => {
-          this.gate.leave(token)
-          if (err) return this.deviceError(err, device, pos, n, done)
-          done(n)
-        })
-        return
-      }
-    }
+    if (this.direct(token, buf, pos, end, done, true)) return
     const segs = resolve(t, pos, end)
     if (this.rejectBad(segs)) return this.fail(token, done, -E.EIO)
     const faults: Fault[] = []
@@ -169,10 +159,36 @@ export class DiskIO {
         if (replies.some((r) => r.action === 'deny')) return done(-E.EROFS)
         if (replies.some((r) => r.action === 'fail')) return done(-E.ENOSPC)
         if (this.removed) return done(-E.EIO)
+        if (faults.some((f) => f.kind === 'unallocated')) this.allocated_ = true
         this.gate.enter(pos, end, (tok) => this.writeNow(tok, buf, pos, end, done, attempt + 1))
       },
       () => done(-E.EIO), // controller unreachable beyond the fault timeout
     )
+  }
+
+  /**
+   * The hot path: one plain mapped extent holds the whole request (NoWrite is fine for reads),
+   * so it is one device call straight into fuse's buffer. False when the request needs the loop.
+   */
+  private direct(token: number, buf: Buffer, pos: number, end: number, done: Done, write: boolean): boolean {
+    const t = this.table
+    const i = t.find(pos)
+    if (end > t.end(i) || (t.flags(i) & (write ? ALL_FLAGS : ~Flag.NoWrite)) !== 0) return false
+    const device = t.device(i)
+    const store = this.ctx.store(device)
+    if (!store) return false
+    const n = end - pos
+    const cb = (err: NodeJS.ErrnoException | null): void => {
+      this.gate.leave(token)
+      if (err) return this.deviceError(err, device, pos, n, done)
+      done(n)
+    }
+    const at = t.pstart(i) + (pos - t.vstart(i))
+    if (write) {
+      this.dirty.add(store)
+      store.write(buf, 0, n, at, cb)
+    } else store.read(buf, 0, n, at, cb)
+    return true
   }
 
   /** Issue device I/O for every segment in parallel; Zero segments of a read are filled here. */

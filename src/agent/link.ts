@@ -12,7 +12,7 @@
 import { EventEmitter } from 'node:events'
 import { VstorError } from '../errors'
 import { connect, type Connection } from '../protocol/connection'
-import type { ControllerToAgentMethods, Fault, FaultReply } from '../protocol/messages'
+import type { ControllerToAgentMethods, Fault, FaultReply, Params, Result } from '../protocol/messages'
 import type { AgentState } from './state'
 
 type P<M extends keyof ControllerToAgentMethods> = ControllerToAgentMethods[M][0]
@@ -60,16 +60,25 @@ export class Link extends EventEmitter {
   }
 
   /** Send a fault and wait for its answer, riding out disconnects up to faultTimeoutMs. */
-  async fault(f: Fault): Promise<FaultReply> {
+  fault(f: Fault): Promise<FaultReply> {
+    return this.ride('fault', f, `fault ${f.kind} on ${f.disk}`)
+  }
+
+  /** Ask the controller to make its table commits durable (on fsync after allocations); same patience as a fault. */
+  async metaSync(): Promise<void> {
+    await this.ride('metadata.sync', {}, 'metadata.sync')
+  }
+
+  private async ride<M extends 'fault' | 'metadata.sync'>(method: M, params: Params<M>, what: string): Promise<Result<M>> {
     const deadline = Date.now() + this.opts.faultTimeoutMs
     for (;;) {
       if (this.stopped) throw new VstorError('CLOSED', 'the agent is stopping')
       const left = deadline - Date.now()
-      if (left <= 0) throw new VstorError('TIMEOUT', `controller did not answer fault ${f.kind} on ${f.disk} in time`)
+      if (left <= 0) throw new VstorError('TIMEOUT', `controller did not answer ${what} in time`)
       const conn = this.conn && !this.conn.closed ? this.conn : await this.waitConnected(left)
       if (!conn) continue
       try {
-        return await conn.call('fault', f, { timeoutMs: Math.max(1, deadline - Date.now()) })
+        return await conn.call(method, params, { timeoutMs: Math.max(1, deadline - Date.now()) })
       } catch (e) {
         // A dropped connection: wait for the next one and resend; anything else is final.
         if (!(e instanceof VstorError) || e.code !== 'CLOSED') throw e

@@ -17,15 +17,19 @@ import { VstorError } from '../errors'
 import type { AgentDevice, ControllerToAgentMethods, Fault, FaultReply } from '../protocol/messages'
 import { Flag, NO_DEVICE, Table, type Extent } from '../table/table'
 import { DiskIO, type DiskContext } from './io'
-import { FileStore, type Store } from './store'
+import { FileStore, type IoMode, type Store } from './store'
 
 type P<M extends keyof ControllerToAgentMethods> = ControllerToAgentMethods[M][0]
 
 export interface StateOptions {
   /** Send a fault to the controller (the link). */
   fault(f: Fault): Promise<FaultReply>
+  /** Ask the controller for a metadata barrier (default: nothing to do). */
+  metaSync?(): Promise<void>
   /** How to open a device (tests pass memory stores). */
   openStore?(dev: AgentDevice): Promise<Store>
+  /** Device I/O mode for FileStores (default async). */
+  io?: IoMode
   /** Where to report trouble that has no caller to answer (the agent log). */
   log?(msg: string): void
 }
@@ -38,7 +42,7 @@ export class AgentState implements DiskContext {
   private zeros: Buffer | null = null
 
   constructor(private readonly opts: StateOptions) {
-    this.open = opts.openStore ?? ((d) => FileStore.open(d.path))
+    this.open = opts.openStore ?? ((d) => FileStore.open(d.path, opts.io))
   }
 
   store(device: number): Store | undefined {
@@ -47,6 +51,10 @@ export class AgentState implements DiskContext {
 
   fault(f: Fault): Promise<FaultReply> {
     return this.opts.fault(f)
+  }
+
+  metaSync(): Promise<void> {
+    return this.opts.metaSync ? this.opts.metaSync() : Promise.resolve()
   }
 
   /** Replace the whole copy: every disk, every device. */

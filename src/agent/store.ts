@@ -6,12 +6,23 @@
 //   * read/write complete the whole length or fail: short transfers are
 //     looped, a read that hits the end of the backing file is an error (EIO),
 //     since a mapping must never point past the device;
-//   * callbacks fire exactly once, asynchronously.
+//   * callbacks fire exactly once: asynchronously for 'async' stores, before
+//     read/write return for 'sync' stores (callers must not care which).
+//
+// Two I/O modes (`vstor mount --io`):
+//   * sync: pread/pwrite on the agent's main thread. A request costs no
+//     thread-pool hand-off, which more than doubles 4k IOPS through FUSE
+//     (the backing file is served from the page cache). A device that hangs
+//     stalls the whole agent for as long as it hangs.
+//   * async: libuv's thread pool. Slower per request, but a hung device
+//     stalls only the requests mapped to it.
 
 import fs from 'node:fs'
 import os from 'node:os'
 
 export type IoCallback = (err: NodeJS.ErrnoException | null) => void
+export type IoMode = 'sync' | 'async'
+export const IO_MODES: readonly IoMode[] = ['sync', 'async']
 
 export interface Store {
   /** Read exactly `len` bytes at absolute device offset `pos` into buf[off..off+len). */
@@ -34,14 +45,21 @@ function eio(what: string): NodeJS.ErrnoException {
 /** A regular file or block device opened O_RDWR once, positional I/O. */
 export class FileStore implements Store {
   private closed = false
-  private constructor(
+  protected constructor(
     readonly path: string,
     private readonly fd: number,
   ) {}
 
-  static open(path: string): Promise<FileStore> {
+  protected get fdNumber(): number {
+    return this.fd
+  }
+
+  static open(path: string, mode: IoMode = 'async'): Promise<FileStore> {
     return new Promise((resolve, reject) => {
-      fs.open(path, fs.constants.O_RDWR, (err, fd) => (err ? reject(err) : resolve(new FileStore(path, fd))))
+      fs.open(path, fs.constants.O_RDWR, (err, fd) => {
+        if (err) return reject(err)
+        resolve(mode === 'sync' ? new SyncFileStore(path, fd) : new FileStore(path, fd))
+      })
     })
   }
 
@@ -79,6 +97,37 @@ export class FileStore implements Store {
     if (this.closed) return
     this.closed = true
     fs.close(this.fd, () => {})
+  }
+}
+
+/** The same file, with reads and writes done inline on the calling thread (`--io sync`). */
+class SyncFileStore extends FileStore {
+  override read(buf: Buffer, off: number, len: number, pos: number, cb: IoCallback): void {
+    let err: NodeJS.ErrnoException | null = null
+    try {
+      for (let done = 0; done < len;) {
+        const n = fs.readSync(this.fdNumber, buf, off + done, len - done, pos + done)
+        if (n === 0) throw eio(`read past the end of ${this.path} at ${pos + done}`)
+        done += n
+      }
+    } catch (e) {
+      err = e as NodeJS.ErrnoException
+    }
+    cb(err)
+  }
+
+  override write(buf: Buffer, off: number, len: number, pos: number, cb: IoCallback): void {
+    let err: NodeJS.ErrnoException | null = null
+    try {
+      for (let done = 0; done < len;) {
+        const n = fs.writeSync(this.fdNumber, buf, off + done, len - done, pos + done)
+        if (n === 0) throw eio(`write made no progress on ${this.path} at ${pos + done}`)
+        done += n
+      }
+    } catch (e) {
+      err = e as NodeJS.ErrnoException
+    }
+    cb(err)
   }
 }
 

@@ -11,9 +11,11 @@ import { VstorError, toVstorError } from '../errors'
 import type { ErrorCode } from '../errors'
 import { connect } from '../protocol/connection'
 import type { Connection } from '../protocol/connection'
-import type { CliMethods } from '../protocol/messages'
+import type { CliMethods, Notes } from '../protocol/messages'
 
 export type CliMethod = keyof CliMethods
+/** A note from the controller, typed by its method (e.g. 'progress' during disk create --zero). */
+export type Note = { [N in keyof Notes]: { method: N; params: Notes[N] } }[keyof Notes]
 
 export interface Client {
   call<M extends CliMethod>(method: M, params: CliMethods[M][0]): Promise<CliMethods[M][1]>
@@ -46,10 +48,14 @@ export abstract class VstorCommand extends Command {
     return { socket: socketPath(flags.socket), dataDir: dataDir(flags['data-dir']) }
   }
 
-  /** Connect to the controller as a CLI client; the connection closes when the command ends. */
-  protected async client(flags: { socket?: string }): Promise<Client> {
+  /**
+   * Connect to the controller as a CLI client; the connection closes when the command ends.
+   * Notes the controller sends (already validated) go to `onNote`; without one they are ignored.
+   */
+  protected async client(flags: { socket?: string }, onNote?: (note: Note) => void): Promise<Client> {
     const { conn } = await connect(socketPath(flags.socket), { role: 'cli', pid: process.pid })
     this.connections.push(conn)
+    conn.onNote((method, params) => onNote?.({ method, params } as Note))
     return { call: (method, params) => conn.call(method, params) }
   }
 

@@ -1,7 +1,7 @@
 // Progress bars for long operations whose progress can be measured (bytes or
 // steps done out of a known total). Invariant: nothing is drawn unless stderr
 // is a TTY and the command is not in --json mode, so scripts and logs stay clean.
-// No vstor operation streams progress yet; commands that gain one use this.
+// Used by `disk create --zero`, fed by the controller's 'progress' notes.
 
 import cliProgress from 'cli-progress'
 

@@ -55,19 +55,41 @@ export class Db {
     })
   }
 
-  /** Run fn inside BEGIN IMMEDIATE … COMMIT; ROLLBACK if it throws. */
-  tx<T>(fn: () => Promise<T>): Promise<T> {
+  /** A commit made with `durable: false` is not yet known to be on disk. */
+  private lazyCommits = false
+
+  /**
+   * Run fn inside BEGIN IMMEDIATE … COMMIT; ROLLBACK if it throws.
+   * `durable: false` commits without an fsync (WAL with synchronous=NORMAL:
+   * consistent after a crash, but the newest commits may be lost on power
+   * failure) until the next barrier() or durable commit.
+   */
+  tx<T>(fn: () => Promise<T>, opts: { durable?: boolean } = {}): Promise<T> {
+    const durable = opts.durable ?? true
     return this.txLock.run(async () => {
-      await this.exec('BEGIN IMMEDIATE')
+      if (!durable) await this.exec('PRAGMA synchronous = NORMAL')
       try {
-        const r = await fn()
-        await this.exec('COMMIT')
-        return r
-      } catch (e) {
-        await this.exec('ROLLBACK').catch(() => undefined)
-        throw e
+        await this.exec('BEGIN IMMEDIATE')
+        try {
+          const r = await fn()
+          await this.exec('COMMIT')
+          // A durable commit fsyncs the WAL, and with it every lazy commit before it.
+          this.lazyCommits = !durable
+          return r
+        } catch (e) {
+          await this.exec('ROLLBACK').catch(() => undefined)
+          throw e
+        }
+      } finally {
+        if (!durable) await this.exec('PRAGMA synchronous = FULL')
       }
     })
+  }
+
+  /** Make every commit so far durable: one fsync'd write transaction, only when a lazy commit is pending. */
+  async barrier(): Promise<void> {
+    if (!this.lazyCommits) return
+    await this.tx(() => this.run("UPDATE meta SET value = value WHERE key = 'generation'").then(() => undefined))
   }
 
   close(): Promise<void> {

@@ -7,6 +7,7 @@ import { LABEL_AREA } from '../config'
 import { VstorError } from '../errors'
 import type { DeviceInfo } from '../protocol/messages'
 import { checkName, type Ctx } from './context'
+import { zeroingOn } from './disks'
 import { probe, wipeLabel, writeLabel } from './label'
 import { log } from './log'
 
@@ -59,6 +60,8 @@ export async function deviceRemove(ctx: Ctx, params: { name: string }): Promise<
   const { state } = ctx
   return state.lock.run(async () => {
     const d = state.deviceByName(params.name)
+    if (zeroingOn(d.id))
+      throw new VstorError('DEVICE_BUSY', `device '${d.name}' is being zeroed for a new disk; retry when \`disk create --zero\` is done`)
     const users = state.usersOf(d.id)
     if (users.length > 0) {
       throw new VstorError('DEVICE_BUSY', `device '${d.name}' holds extents of disk(s) ${users.join(', ')}; delete or move them first`)

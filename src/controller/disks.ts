@@ -1,15 +1,29 @@
 // disk.create / disk.delete / disk.list / disk.map / extent.set.
 // Each mutation: plan in memory → commit to SQLite → apply → push to agents,
 // all under the state lock. Bad requests throw before anything is committed.
+// disk.create --zero zeroes the planned space between plan and commit, outside
+// the lock: the units are reserved in the allocator and the name is held in
+// `creating`, so faults and other changes go on while a large disk is zeroed.
 
 import { UNIT } from '../config'
 import { VstorError } from '../errors'
+import type { Connection } from '../protocol/connection'
 import type { DiskInfo, DiskMap } from '../protocol/messages'
 import { formatSize, roundUp } from '../size'
-import { Flag, NO_DEVICE, STATE_FLAGS, type Extent, type StateName } from '../table/table'
+import { Flag, NO_DEVICE, STATE_FLAGS, type StateName } from '../table/table'
 import { checkName, type Ctx } from './context'
 import { log } from './log'
 import { isEmpty } from './state'
+import { zeroFill } from './zerofill'
+
+/** Disks being zeroed before their commit (name → devices they hold reserved units on). */
+const creating = new Map<string, Set<number>>()
+
+/** Whether a --zero create is writing to this device now (device remove must refuse). */
+export function zeroingOn(device: number): boolean {
+  for (const ids of creating.values()) if (ids.has(device)) return true
+  return false
+}
 
 function checkSize(size: unknown): number {
   if (typeof size !== 'number' || !Number.isSafeInteger(size) || size <= 0) {
@@ -18,28 +32,58 @@ function checkSize(size: unknown): number {
   return size
 }
 
-export async function diskCreate(ctx: Ctx, params: { name: string; size: number; devices?: string[]; thin?: boolean }): Promise<DiskInfo> {
+/** `conn`: the requesting connection, which gets the progress notes of --zero. */
+export async function diskCreate(
+  ctx: Ctx,
+  params: { name: string; size: number; devices?: string[]; thin?: boolean; zero?: boolean },
+  conn?: Connection,
+): Promise<DiskInfo> {
   const { state, agents } = ctx
   const name = checkName(params.name, 'disk')
   const size = roundUp(checkSize(params.size), UNIT)
-  return state.lock.run(async () => {
-    if (state.disks.has(name)) throw new VstorError('EXISTS', `a disk named '${name}' exists already`)
-    let extents: Extent[]
-    if (params.thin) {
-      extents = [{ vstart: 0, length: size, device: NO_DEVICE, pstart: 0, flags: Flag.Zero }]
-    } else {
-      const pieces = state.alloc.allocate(size, state.allocatable(params.devices))
-      let v = 0
-      extents = pieces.map((p) => {
-        const e = { vstart: v, length: p.length, device: p.device, pstart: p.pstart, flags: 0 }
-        v += p.length
-        return e
-      })
+  if (params.zero && params.thin) throw new VstorError('BAD_ARGUMENT', '--zero is for thick disks; thin disks read zeros until written')
+  const planned = await state.lock.run(async () => {
+    if (state.disks.has(name) || creating.has(name)) throw new VstorError('EXISTS', `a disk named '${name}' exists already`)
+    if (params.thin) return [{ vstart: 0, length: size, device: NO_DEVICE, pstart: 0, flags: Flag.Zero }]
+    const pieces = state.alloc.allocate(size, state.allocatable(params.devices))
+    let v = 0
+    const extents = pieces.map((p) => {
+      const e = { vstart: v, length: p.length, device: p.device, pstart: p.pstart, flags: 0 }
+      v += p.length
+      return e
+    })
+    if (params.zero) {
+      state.alloc.reserve(extents) // held while zeroing outside the lock
+      creating.set(name, new Set(extents.map((e) => e.device)))
     }
+    return extents
+  })
+  if (params.zero) {
+    try {
+      const zeroing = planned.map((e) => {
+        const d = state.devices.get(e.device)
+        if (!d) throw new VstorError('INTERNAL', `device #${e.device} has free space but no record`)
+        return { device: d.name, path: d.path, pstart: e.pstart, length: e.length }
+      })
+      await zeroFill(zeroing, (done, total) => conn?.notify('progress', { op: 'zero', done, total }))
+    } catch (e) {
+      await state.lock.run(async () => {
+        state.alloc.release(planned)
+        creating.delete(name)
+      })
+      throw e
+    }
+  }
+  return state.lock.run(async () => {
+    if (params.zero) {
+      state.alloc.release(planned) // createDisk reserves them again, for good
+      creating.delete(name)
+    }
+    const extents = planned
     const disk = await state.createDisk(name, size, !!params.thin, extents)
     const rounded = size !== params.size ? ` (rounded up from ${params.size} bytes to whole 1 MiB units)` : ''
     log(
-      `disk ${name} created: ${formatSize(size)}${rounded}, ${params.thin ? 'thin' : `thick in ${extents.length} extent(s)`}, generation ${state.generation}`,
+      `disk ${name} created: ${formatSize(size)}${rounded}, ${params.thin ? 'thin' : `thick in ${extents.length} extent(s)`}${params.zero ? ', zeroed' : ''}, generation ${state.generation}`,
     )
     await agents.pushDiskAdd(disk, state.generation)
     return state.diskInfo(disk, [])

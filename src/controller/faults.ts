@@ -87,7 +87,8 @@ async function unallocated(ctx: Ctx, f: Fault, who: string): Promise<FaultReply>
         }
       }
       const change = disk.table.plan(start, end, extents)
-      const gen = await state.commitChange(disk, change)
+      // Lazy commit: the agent's fsync of this disk asks for metadata.sync (a barrier) before it completes.
+      const gen = await state.commitChange(disk, change, undefined, { durable: false })
       log(`fault unallocated from ${who}: disk ${disk.name} [${start}, ${end}) allocated ${zeroBytes} bytes, generation ${gen}`)
       const acked = await agents.pushFreshUpdate(disk, change, gen, who)
       if (!acked.has(who)) return mappedAlready(ctx, disk, who)

@@ -53,7 +53,8 @@ async function dispatch(ctx: Ctx, method: string, params: P, conn: Connection): 
     case 'device.remove':
       return deviceRemove(ctx, params as { name: string })
     case 'disk.create':
-      return diskCreate(ctx, params as Parameters<typeof diskCreate>[1])
+      // the connection gets the progress notes of --zero
+      return diskCreate(ctx, params as Parameters<typeof diskCreate>[1], conn)
     case 'disk.list':
       return diskList(ctx)
     case 'disk.delete':
@@ -65,6 +66,11 @@ async function dispatch(ctx: Ctx, method: string, params: P, conn: Connection): 
     case 'fault':
       agentOf(ctx, conn, method)
       return handleFault(ctx, params as unknown as Fault, conn)
+    case 'metadata.sync':
+      // an agent's fsync: allocations committed lazily must be on disk before the guest's flush completes
+      agentOf(ctx, conn, method)
+      await ctx.state.db.barrier()
+      return { generation: ctx.state.generation }
     case 'agent.sync': {
       // a reconnected or doubtful agent asks: reload it if it is behind
       const a = agentOf(ctx, conn, method)

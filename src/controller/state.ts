@@ -202,7 +202,7 @@ export class State {
    * Commit a planned change of one disk to SQLite (one transaction, with
    * `extra` statements), then apply it in memory. Returns the new generation.
    */
-  async commitChange(disk: DiskRec, change: Change, extra?: () => Promise<void>): Promise<number> {
+  async commitChange(disk: DiskRec, change: Change, extra?: () => Promise<void>, opts: { durable?: boolean } = {}): Promise<number> {
     if (isEmpty(change)) {
       // nothing in the table changes: no generation, only the extra statements
       if (extra) await this.db.tx(extra)
@@ -244,7 +244,7 @@ export class State {
       gen = await this.bumpGeneration()
       await this.db.run('UPDATE disks SET generation = ? WHERE id = ?', [gen, disk.id])
       if (extra) await extra()
-    })
+    }, opts)
     this.alloc.release(old)
     this.alloc.reserve(change.extents)
     t.apply(change, gen)

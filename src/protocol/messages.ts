@@ -131,7 +131,8 @@ export interface CliMethods {
   'device.add': [{ path: string; name?: string }, DeviceInfo]
   'device.list': [Record<string, never>, DeviceInfo[]]
   'device.remove': [{ name: string }, DeviceInfo]
-  'disk.create': [{ name: string; size: number; devices?: string[]; thin?: boolean }, DiskInfo]
+  /** zero: thick only; the controller writes zeros over the new space before it commits the disk (progress notes meanwhile). */
+  'disk.create': [{ name: string; size: number; devices?: string[]; thin?: boolean; zero?: boolean }, DiskInfo]
   'disk.list': [Record<string, never>, DiskInfo[]]
   'disk.delete': [{ name: string; force?: boolean }, DiskInfo]
   'disk.map': [{ name: string }, DiskMap]
@@ -142,6 +143,12 @@ export interface AgentMethods {
   fault: [Fault, FaultReply]
   /** Agent -> controller: ask for a full reload (after a reconnect). */
   'agent.sync': [{ generation: number }, { generation: number }]
+  /**
+   * Agent -> controller, on fsync of a disk that allocated since its last fsync:
+   * make every table commit so far durable (allocations commit without an fsync
+   * of their own, as dm-thin commits its metadata on flush).
+   */
+  'metadata.sync': [Record<string, never>, { generation: number }]
 }
 /** Controller -> agent requests. Tables ride as the binary payload (Table.encode). */
 export interface ControllerToAgentMethods {
@@ -173,6 +180,8 @@ export interface ControllerToAgentMethods {
 export interface Notes {
   /** Agent -> controller: which disks it has open now (sent on every change). */
   'agent.open': { disks: string[] }
+  /** Controller -> CLI, during a long request on that connection (disk.create --zero): bytes done of total. */
+  progress: { op: string; done: number; total: number }
 }
 
 export type AllMethods = CliMethods & AgentMethods & ControllerToAgentMethods

@@ -75,7 +75,7 @@ const validators: { [M in keyof AllMethods]: Check<AllMethods[M][0]> } & { [N in
   'device.add': obj({ path: str, name: opt(str) }),
   'device.list': empty,
   'device.remove': obj({ name: str }),
-  'disk.create': obj({ name: str, size: int, devices: opt(arrayOf(str)), thin: opt(bool) }),
+  'disk.create': obj({ name: str, size: int, devices: opt(arrayOf(str)), thin: opt(bool), zero: opt(bool) }),
   'disk.list': empty,
   'disk.delete': obj({ name: str, force: opt(bool) }),
   'disk.map': obj({ name: str }),
@@ -91,6 +91,7 @@ const validators: { [M in keyof AllMethods]: Check<AllMethods[M][0]> } & { [N in
     errno: opt(str),
   }),
   'agent.sync': obj({ generation: int }),
+  'metadata.sync': obj({}),
   // controller -> agent
   'table.load': obj({
     generation: int,
@@ -105,6 +106,7 @@ const validators: { [M in keyof AllMethods]: Check<AllMethods[M][0]> } & { [N in
   'disk.remove': obj({ generation: int, disk: str }),
   // notes
   'agent.open': obj({ disks: arrayOf(str) }),
+  progress: refine(obj({ op: str, done: int, total: int }), (p) => (p.done > p.total ? 'has done past total' : null)),
 }
 
 export function isKnownMethod(method: string): method is keyof typeof validators {

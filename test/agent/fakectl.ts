@@ -17,6 +17,8 @@ export class FakeController {
   agent: Connection | null = null
   generation = 1
   readonly faults: Fault[] = []
+  /** metadata.sync barriers asked for (an fsync after allocations). */
+  metaSyncs = 0
   readonly notes: [string, unknown][] = []
   hellos = 0
   onFault: (f: Fault) => Promise<FaultReply> = async () => ({ action: 'deny' })
@@ -36,6 +38,10 @@ export class FakeController {
           return this.onFault(params as Fault)
         }
         if (method === 'agent.sync') return { generation: this.generation }
+        if (method === 'metadata.sync') {
+          this.metaSyncs++
+          return { generation: this.generation }
+        }
         throw new Error(`fake controller: no ${method}`)
       })
       conn.onNote((method, params) => this.notes.push([method, params]))

@@ -18,6 +18,9 @@ export interface Harness {
   faults: Fault[]
   /** Answer faults with this (default: deny). */
   onFault: (f: Fault) => Promise<FaultReply>
+  /** Metadata barriers asked for (fsync after allocations); set metaSyncFails to make them fail. */
+  metaSyncs: number
+  metaSyncFails: boolean
   read(pos: number, len: number): Promise<{ res: number; buf: Buffer }>
   write(pos: number, data: Buffer): Promise<number>
   /** Replace [start, end) with extents, as the controller would push it. */
@@ -44,7 +47,13 @@ export async function harness(size: number, extents: Extent[], storeSize = 16 * 
     stores,
     faults: [],
     onFault: async () => ({ action: 'deny' }),
+    metaSyncs: 0,
+    metaSyncFails: false,
     state: new AgentState({
+      metaSync: async () => {
+        h.metaSyncs++
+        if (h.metaSyncFails) throw new Error('controller unreachable')
+      },
       fault: (f) => {
         h.faults.push(f)
         return h.onFault(f)

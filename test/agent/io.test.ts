@@ -162,6 +162,25 @@ test('fsync syncs the devices written since the last fsync', async () => {
   assert.deepEqual([h.stores.get(1)!.syncs, h.stores.get(2)!.syncs], [1, 0])
 })
 
+test('fsync after a first write asks for a metadata barrier once; a failed barrier is EIO and asked again', async () => {
+  const h = await harness(4 * MiB, [ext(0, MiB, 1, MiB), zero(MiB, 3 * MiB)])
+  h.onFault = (f) => h.allocate(f, 2, 4 * MiB)
+  const fsync = () => new Promise((r) => h.state.disks.get('d')!.fsync(r))
+  await h.write(0, pattern(512, 1)) // mapped: no allocation, no barrier
+  assert.equal(await fsync(), 0)
+  assert.equal(h.metaSyncs, 0)
+  assert.equal(await h.write(MiB, pattern(4096, 2)), 4096) // allocates
+  h.metaSyncFails = true
+  assert.equal(await fsync(), -E.EIO, 'the allocation is not known durable: fsync must fail')
+  assert.equal(h.stores.get(2)!.syncs, 0, 'no device sync is reported durable before the metadata is')
+  h.metaSyncFails = false
+  assert.equal(await fsync(), 0)
+  assert.equal(h.metaSyncs, 2)
+  assert.equal(h.stores.get(2)!.syncs, 1)
+  assert.equal(await fsync(), 0)
+  assert.equal(h.metaSyncs, 2, 'no barrier without a new allocation')
+})
+
 test('a removed disk fails further I/O with EIO', async () => {
   const h = await harness(2 * MiB, [ext(0, 2 * MiB, 1, MiB)])
   const disk = h.state.disks.get('d')!

@@ -158,6 +158,7 @@ test('mount: first write into a zero unit is zero-filled, retried and lands', as
     s.img,
   ])
   assert.equal(q.code, 0, q.out)
+  assert.ok(s.ctl.metaSyncs >= 1, "qemu-io's flush after the allocating write asked for a metadata barrier")
   assert.doesNotMatch(q.out, /fail|error|mismatch/i)
   assert.deepEqual(
     s.ctl.faults.map((f) => [f.kind, f.offset, f.length]),

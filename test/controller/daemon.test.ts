@@ -4,21 +4,12 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { test } from 'node:test'
 import { startControllerDetached, stopController } from '../../src/controller/index'
-import { spawnDetached, vstorBin } from '../../src/daemon'
+import { pidAlive, spawnDetached, vstorBin } from '../../src/daemon'
 import { VstorError } from '../../src/errors'
 import { connect } from '../../src/protocol/connection'
 import { tempDir } from './util'
 
 const built = fs.existsSync(vstorBin()) && fs.existsSync(path.resolve(path.dirname(vstorBin()), '../dist/commands'))
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
-}
 
 async function failure(p: Promise<unknown>): Promise<VstorError> {
   const e = await p.then(
@@ -38,7 +29,7 @@ test(
     const dataDir = path.join(dir, 'data')
     let pid = 0
     t.after(() => {
-      if (pid && alive(pid)) process.kill(pid, 'SIGKILL')
+      if (pid && pidAlive(pid)) process.kill(pid, 'SIGKILL')
     })
     pid = (await startControllerDetached({ socket, dataDir, refreshIntervalMs: 30_000, noSpaceTimeoutMs: 1000 })).pid
     const { conn } = await connect(socket, { role: 'cli' })

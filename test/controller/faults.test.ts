@@ -122,3 +122,15 @@ test('an agent that did not take the update gets a full load before its retry', 
   assert.equal(a.tables.get('thin')?.allocated(), MiB, 'the retry finds the unit mapped in its copy')
   assert.equal((await f.call('disk.list', {}))[0]?.allocated, MiB)
 })
+
+test('metadata.sync: an agent gets a barrier after lazy allocation commits; the allocation survives a restart; CLI connections are refused', async (t) => {
+  const { f, a } = await setup(t)
+  assert.equal((await a.fault({ disk: 'thin', kind: 'unallocated', offset: 5 * MiB, length: 4096 })).action, 'retry')
+  const r = await a.conn.call('metadata.sync', {})
+  assert.equal(r.generation, (await f.call('status', {})).controller.generation)
+  const code = await f.failCode('metadata.sync' as 'status', {})
+  assert.equal(code, 'BAD_REQUEST', 'metadata.sync is for agents')
+  await f.restart()
+  const m = await f.call('disk.map', { name: 'thin' })
+  assert.equal(m.extents.find((e) => e.offset === 5 * MiB)?.device, 'dev0')
+})

@@ -38,6 +38,7 @@ test('fio randwrite with verify on a fresh thin disk', async (t) => {
       '--iodepth=32',
       '--verify=crc32c',
       '--verify_fatal=1',
+      '--verify_state_save=0',
       '--size=64M',
     ],
     { timeoutMs: 600_000 },

@@ -5,6 +5,7 @@
 // process; every command has a timeout after which it is SIGKILLed, so a hung
 // mount fails the test instead of hanging the suite.
 
+import { pidAlive } from '../../src/daemon'
 import { spawn, type ChildProcess } from 'node:child_process'
 import fs from 'node:fs'
 
@@ -137,14 +138,7 @@ export async function forceUnmount(dir: string): Promise<boolean> {
   return !isMounted(dir)
 }
 
-export function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
-}
+export { pidAlive }
 
 /** True when the pid is gone or a zombie (killed, not yet reaped by its parent). */
 export function pidDead(pid: number): boolean {

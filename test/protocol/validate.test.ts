@@ -13,18 +13,20 @@ const good: Record<string, unknown> = {
   'device.add': { path: '/dev/loop0', name: 'fast' },
   'device.list': {},
   'device.remove': { name: 'fast' },
-  'disk.create': { name: 'vm1', size: 2 ** 44, devices: ['fast'], thin: true },
+  'disk.create': { name: 'vm1', size: 2 ** 44, devices: ['fast'], thin: false, zero: true },
   'disk.list': {},
   'disk.delete': { name: 'vm1', force: false },
   'disk.map': { name: 'vm1' },
   'extent.set': { name: 'vm1', offset: 0, length: 2 ** 20, set: ['no-write', 'zero'], clear: ['invalid', 'error'] },
   fault: { disk: 'vm1', kind: 'device-error', offset: 4096, length: 512, generation: 9, device: 3, errno: 'EIO' },
   'agent.sync': { generation: 0 },
+  'metadata.sync': {},
   'table.load': { generation: 4, devices: [dev], disks: [{ name: 'vm1', size: 2 ** 30, generation: 4, bytes: 21 }] },
   'table.update': { generation: 5, disk: 'vm1', size: 2 ** 30, start: 0, end: 2 ** 20, devices: [dev], zeroFill: true },
   'disk.add': { generation: 6, disk: 'vm1', size: 2 ** 30 },
   'disk.remove': { generation: 7, disk: 'vm1' },
   'agent.open': { disks: ['vm1'] },
+  progress: { op: 'zero', done: 1, total: 2 },
 }
 
 test('every method accepts well-formed params and returns them', () => {
