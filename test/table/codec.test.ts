@@ -2,15 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { VstorError } from '../../src/errors'
 import { Flag, NO_DEVICE, Table, type Extent } from '../../src/table/table'
-
-const M = 2 ** 20
-const ext = (vstart: number, length: number, device = NO_DEVICE, pstart = 0, flags = 0): Extent => ({
-  vstart,
-  length,
-  device,
-  pstart,
-  flags,
-})
+import { M, ext } from './fixtures'
 
 function badFrame(buf: Buffer, what: RegExp, label: string): void {
   for (const decode of [() => Table.decodeExtents(buf), () => Table.fromBuffer(4 * M, buf, 1)]) {

@@ -1,16 +1,9 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { VstorError } from '../../src/errors'
-import { Flag, NO_DEVICE, Table, type Extent } from '../../src/table/table'
+import { Flag, NO_DEVICE, Table } from '../../src/table/table'
+import { M, ext } from './fixtures'
 
-const M = 2 ** 20
-const ext = (vstart: number, length: number, device = NO_DEVICE, pstart = 0, flags = 0): Extent => ({
-  vstart,
-  length,
-  device,
-  pstart,
-  flags,
-})
 const inv = (vstart: number, length: number) => ext(vstart, length, NO_DEVICE, 0, Flag.Invalid)
 
 function throwsCode(fn: () => unknown, code: string, what?: RegExp, label?: string): void {
