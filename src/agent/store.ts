@@ -100,34 +100,31 @@ export class FileStore implements Store {
   }
 }
 
+/** fs.readSync / fs.writeSync in their positional form. */
+type PositionalSync = (fd: number, buf: Buffer, off: number, len: number, pos: number) => number
+
 /** The same file, with reads and writes done inline on the calling thread (`--io sync`). */
 class SyncFileStore extends FileStore {
   override read(buf: Buffer, off: number, len: number, pos: number, cb: IoCallback): void {
-    let err: NodeJS.ErrnoException | null = null
-    try {
-      for (let done = 0; done < len;) {
-        const n = fs.readSync(this.fdNumber, buf, off + done, len - done, pos + done)
-        if (n === 0) throw eio(`read past the end of ${this.path} at ${pos + done}`)
-        done += n
-      }
-    } catch (e) {
-      err = e as NodeJS.ErrnoException
-    }
-    cb(err)
+    cb(this.inline(fs.readSync, 'read past the end of', buf, off, len, pos))
   }
 
   override write(buf: Buffer, off: number, len: number, pos: number, cb: IoCallback): void {
-    let err: NodeJS.ErrnoException | null = null
+    cb(this.inline(fs.writeSync, 'write made no progress on', buf, off, len, pos))
+  }
+
+  /** Loop the positional call until the whole length moved; the error, if any. */
+  private inline(op: PositionalSync, stall: string, buf: Buffer, off: number, len: number, pos: number): NodeJS.ErrnoException | null {
     try {
       for (let done = 0; done < len;) {
-        const n = fs.writeSync(this.fdNumber, buf, off + done, len - done, pos + done)
-        if (n === 0) throw eio(`write made no progress on ${this.path} at ${pos + done}`)
+        const n = op(this.fdNumber, buf, off + done, len - done, pos + done)
+        if (n === 0) return eio(`${stall} ${this.path} at ${pos + done}`)
         done += n
       }
+      return null
     } catch (e) {
-      err = e as NodeJS.ErrnoException
+      return e as NodeJS.ErrnoException
     }
-    cb(err)
   }
 }
 

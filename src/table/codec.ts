@@ -62,16 +62,15 @@ function put(buf: Buffer, off: number, bytes: Uint8Array, width: number): number
   return off + bytes.length
 }
 
+/** Fresh typed arrays for n extents (vstart has the end sentinel). */
+function allocArrays(n: number): ExtentArrays {
+  return { count: n, vstart: new Float64Array(n + 1), pstart: new Float64Array(n), device: new Int32Array(n), flags: new Uint8Array(n) }
+}
+
 /** Encode a contiguous extent list (each extent starts where the previous ends). */
 export function encodeExtents(extents: readonly Extent[]): Buffer {
   const n = extents.length
-  const a: ExtentArrays = {
-    count: n,
-    vstart: new Float64Array(n + 1),
-    pstart: new Float64Array(n),
-    device: new Int32Array(n),
-    flags: new Uint8Array(n),
-  }
+  const a = allocArrays(n)
   for (let i = 0; i < n; i++) {
     const e = extents[i]!
     if (i > 0 && a.vstart[i] !== e.vstart) {
@@ -97,13 +96,7 @@ export function decodeArrays(buf: Buffer): ExtentArrays {
   if (want !== buf.length) {
     throw new VstorError('BAD_FRAME', `extent table payload of ${buf.length} bytes does not match its count ${n} (needs ${want} bytes)`)
   }
-  const a: ExtentArrays = {
-    count: n,
-    vstart: new Float64Array(n + 1),
-    pstart: new Float64Array(n),
-    device: new Int32Array(n),
-    flags: new Uint8Array(n),
-  }
+  const a = allocArrays(n)
   let off = HEADER
   off = take(buf, off, a.vstart)
   off = take(buf, off, a.pstart)
