@@ -13,7 +13,7 @@ export const LABEL_AREA = UNIT
 /** Largest frame either side accepts on the socket (a 1M-extent table is ~21 MiB). */
 export const MAX_FRAME = 256 * 2 ** 20
 /** Protocol version spoken in hello. */
-export const PROTOCOL_VERSION = 1
+export const PROTOCOL_VERSION = 2
 
 export function socketPath(flag?: string): string {
   return path.resolve(flag || process.env.VSTOR_SOCKET || DEFAULT_SOCKET)

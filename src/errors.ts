@@ -20,6 +20,11 @@ export const ErrorCodes = {
   MOUNT_FAILED: 1, // the FUSE mount could not be made
   NOT_MOUNTED: 1, // no vstor agent serves that mountpoint
   MOUNT_BUSY: 1, // files on the mount are still open (loop devices, VMs)
+  DEVICE_MISMATCH: 1, // the label at a device path is not the device asked for
+  JOB_NOT_FOUND: 1, // no job with that id
+  READ_ONLY: 1, // the disk is a read-only snapshot
+  AGENT_UNRESPONSIVE: 3, // an agent that holds the disk did not apply a change in time
+  FENCED: 3, // the agent was forgotten by an admin: its epoch is stale
   // Protocol (the peer sent something wrong).
   BAD_FRAME: 1, // a frame could not be decoded
   FRAME_TOO_LARGE: 1, // a frame is over the size limit

@@ -1,71 +1,92 @@
-// Connected agents and what the controller pushes to them.
-// Invariants: pushes of table changes are sent in commit order (callers hold
-// the state lock and send synchronously after apply); a full table.load is
-// encoded and sent synchronously, so no change can slip between its snapshot
-// and the frame; a slow or dead agent never blocks a mutation longer than
-// PUSH_TIMEOUT_MS, and the periodic refresh repairs it.
+// Every agent the controller knows, connected or not, persisted in SQLite.
+//
+// Invariants:
+//   * an agent stays known (it may hold fds and a table, and serve mapped I/O
+//     while disconnected) until it says bye on a clean unmount or an admin
+//     forgets it; nothing forgets it on a timer;
+//   * each agent process holds an epoch: a fresh process gets the record's epoch
+//     + 1, a reconnect must present its epoch, and a stale one is refused
+//     (FENCED), so a forgotten or replaced process can never come back with an
+//     old table;
+//   * `generation` is the last generation the agent acked; a lower persisted
+//     value after a restart is only ever conservative (quarantine waits longer);
+//   * openDisks is kept while disconnected: disk delete without --force is
+//     refused while any known agent reports the disk open.
 
-import { Table, type Change } from '../table/table'
+import { VstorError } from '../errors'
 import type { Connection } from '../protocol/connection'
-import type { AgentDevice, AgentInfo, ControllerToAgentMethods } from '../protocol/messages'
+import type { AgentInfo, Hello } from '../protocol/messages'
+import type { Db } from './db'
 import { log } from './log'
-import type { DiskRec, State } from './state'
-
-export const PUSH_TIMEOUT_MS = 10_000
-/** Disconnected agents stay listed in status this long. */
-const FORGET_AFTER_MS = 10 * 60_000
 
 export interface AgentRec {
   id: string
   mountpoint: string
   pid: number
-  conn: Connection | null
+  epoch: number
   generation: number
-  refreshedAt: Date | null
-  loading: Promise<boolean> | null
   openDisks: string[]
-  disconnectedAt: number
+  forgotten: boolean
+  firstSeen: string
+  lastSeen: string
+  conn: Connection | null
+  /** Updates may be pushed: the agent has (or is being sent) every change up to now. */
+  inSync: boolean
+  refreshedAt: Date | null
+  loading: boolean
+  frontend: string | null
+  /** Label uuids the agent found on its host (from hello). */
+  devices: string[] | null
+  /** In SQLite: it acked a table once. Until then it holds nothing and does not count (a failed hello leaves no record). */
+  persisted: boolean
 }
 
-type PushMethod = keyof ControllerToAgentMethods
+type Row = Record<string, string | number>
 
 export class Agents {
   readonly byId = new Map<string, AgentRec>()
-  private seq = 0
+  /** Called when an agent's acked generation rises, it is forgotten, or it leaves (ack waiters, quarantine). */
+  onChange: () => void = () => {}
 
-  constructor(private readonly state: State) {}
+  constructor(private readonly db: Db) {}
 
-  register(conn: Connection, hello: { agentId?: string; mountpoint?: string; pid?: number; generation?: number }): AgentRec {
-    const id = hello.agentId || `agent-${process.pid}-${++this.seq}`
-    const old = this.byId.get(id)
-    if (old?.conn && !old.conn.closed) old.conn.close()
-    const rec: AgentRec = {
-      id,
-      mountpoint: hello.mountpoint ?? '',
-      pid: hello.pid ?? 0,
-      conn,
-      generation: hello.generation ?? 0,
-      refreshedAt: null,
-      loading: null,
-      openDisks: [],
-      disconnectedAt: 0,
+  async loadFromDb(): Promise<void> {
+    for (const r of await this.db.all<Row>('SELECT * FROM agents')) {
+      let open: string[] = []
+      try {
+        const v = JSON.parse(String(r.open_disks)) as unknown
+        if (Array.isArray(v)) open = v.filter((x): x is string => typeof x === 'string')
+      } catch {
+        // a damaged list counts as nothing open
+      }
+      this.byId.set(String(r.id), {
+        id: String(r.id),
+        mountpoint: String(r.mountpoint),
+        pid: 0,
+        epoch: Number(r.epoch),
+        generation: Number(r.generation),
+        openDisks: open,
+        forgotten: Number(r.forgotten) !== 0,
+        firstSeen: String(r.first_seen),
+        lastSeen: String(r.last_seen),
+        conn: null,
+        inSync: false,
+        refreshedAt: null,
+        loading: false,
+        frontend: null,
+        devices: null,
+        persisted: true,
+      })
     }
-    this.byId.set(id, rec)
-    conn.on('close', () => {
-      if (rec.conn !== conn) return
-      rec.conn = null
-      rec.openDisks = []
-      rec.disconnectedAt = Date.now()
-      log(`agent ${id} (${rec.mountpoint}) disconnected`)
-    })
-    log(
-      `agent ${id} connected: mountpoint ${rec.mountpoint}, pid ${rec.pid}, generation ${rec.generation} (controller ${this.state.generation})`,
-    )
-    return rec
+  }
+
+  /** Agents whose acks count: every one that ever took a table and is not forgotten, connected or not. */
+  known(): AgentRec[] {
+    return [...this.byId.values()].filter((a) => a.persisted && !a.forgotten)
   }
 
   connected(): AgentRec[] {
-    return [...this.byId.values()].filter((a) => a.conn && !a.conn.closed)
+    return [...this.byId.values()].filter((a) => a.conn !== null && !a.conn.closed)
   }
 
   forConn(conn: Connection): AgentRec | undefined {
@@ -73,126 +94,164 @@ export class Agents {
     return undefined
   }
 
-  openBy(disk: string): string[] {
-    return this.connected()
-      .filter((a) => a.openDisks.includes(disk))
-      .map((a) => a.id)
+  /** Lowest generation every known agent has acked (Infinity when none is known). */
+  minGeneration(): number {
+    let min = Infinity
+    for (const a of this.known()) min = Math.min(min, a.generation)
+    return min
   }
 
-  info(): AgentInfo[] {
-    return [...this.byId.values()].map((a) => ({
-      id: a.id,
-      mountpoint: a.mountpoint,
-      pid: a.pid,
-      connected: !!a.conn && !a.conn.closed,
-      generation: a.generation,
-      refreshedAt: a.refreshedAt ? a.refreshedAt.toISOString() : null,
-      openDisks: a.openDisks,
-    }))
+  /** Known agents that report the disk open (connected or not). */
+  openBy(disk: string): AgentRec[] {
+    return this.known().filter((a) => a.openDisks.includes(disk))
   }
 
-  devices(): AgentDevice[] {
-    return [...this.state.devices.values()].map((d) => ({ id: d.id, name: d.name, path: d.path }))
-  }
-
-  /** Replace the agent's whole copy (every disk). Resolves when it acked (true) or failed; one load at a time per agent. */
-  load(a: AgentRec, why: string): Promise<boolean> {
-    const conn = a.conn
-    if (!conn || conn.closed) return Promise.resolve(false)
-    if (a.loading) return a.loading
-    const disks = [...this.state.disks.values()]
-    const bufs = disks.map((d) => Table.encode(d.table))
-    const params = {
-      generation: this.state.generation,
-      devices: this.devices(),
-      disks: disks.map((d, i) => ({ name: d.name, size: d.size, generation: d.table.generation, bytes: (bufs[i] as Buffer).length })),
-    }
-    const p = conn.call('table.load', params, { payload: Buffer.concat(bufs), timeoutMs: PUSH_TIMEOUT_MS })
-    a.loading = p.then(
-      (r) => {
-        a.loading = null
-        a.generation = r.generation
-        a.refreshedAt = new Date()
-        log(`agent ${a.id}: table.load (${why}) acked at generation ${r.generation}`)
-        return true
-      },
-      (e: Error) => {
-        a.loading = null
-        log(`agent ${a.id}: table.load (${why}) failed: ${e.message}`)
-        return false
-      },
-    )
-    return a.loading
-  }
-
-  /** Make sure the agent has applied generation `gen` (a load in flight may predate it: then load again). */
-  async ensure(a: AgentRec, gen: number, why: string): Promise<boolean> {
-    for (let i = 0; i < 2 && a.generation < gen; i++) if (!(await this.load(a, why)) && !a.loading) break
-    return a.generation >= gen
-  }
-
-  /** Send one push to every connected agent (synchronously), then await every ack. Returns the ids that acked. */
-  private async pushAll<M extends PushMethod>(
-    method: M,
-    params: ControllerToAgentMethods[M][0],
-    payload?: Buffer,
-    which: (a: AgentRec) => boolean = () => true,
-  ): Promise<Set<string>> {
-    const sent = this.connected()
-      .filter(which)
-      .map((a) => {
-        const conn = a.conn as Connection
-        const p = conn.call(method, params, { payload, timeoutMs: PUSH_TIMEOUT_MS }) as Promise<{ generation: number }>
-        return p.then(
-          (r) => {
-            a.generation = r.generation
-            return a.id
-          },
-          (e: Error) => {
-            log(`agent ${a.id}: ${method} failed: ${e.message}; it will be reloaded`)
-            void this.load(a, `after failed ${method}`)
-            return null
-          },
-        )
-      })
-    const ids = await Promise.all(sent)
-    return new Set(ids.filter((x): x is string => x !== null))
-  }
-
-  pushUpdate(disk: DiskRec, change: Change, generation: number): Promise<Set<string>> {
-    const params = { generation, disk: disk.name, size: disk.size, start: change.start, end: change.end, devices: this.devices() }
-    return this.pushAll('table.update', params, Table.encode(change.extents))
+  describe(a: AgentRec): string {
+    const state = a.conn && !a.conn.closed ? 'connected' : `disconnected, last seen ${a.lastSeen}`
+    return `${a.id} (${state})`
   }
 
   /**
-   * A change mapping fresh units: the faulting agent zero-fills them and acks
-   * first; only then do the others learn the mapping (without zeroFill), so no
-   * late zero-fill can land on data written after the retry.
+   * Admit an agent's hello: fence a stale epoch, give a fresh process the next epoch. Nothing is
+   * written until the agent acks its first table (see acked), so failed hellos leave no record.
    */
-  async pushFreshUpdate(disk: DiskRec, change: Change, generation: number, faulting: string): Promise<Set<string>> {
-    const params = { generation, disk: disk.name, size: disk.size, start: change.start, end: change.end, devices: this.devices() }
-    const payload = Table.encode(change.extents)
-    const first = await this.pushAll('table.update', { ...params, zeroFill: true }, payload, (a) => a.id === faulting)
-    const rest = await this.pushAll('table.update', params, payload, (a) => a.id !== faulting)
-    return new Set([...first, ...rest])
+  admit(hello: Hello, fallbackId: string): AgentRec {
+    const id = hello.agentId || fallbackId
+    const old = this.byId.get(id)
+    if (hello.epoch !== undefined && old && hello.epoch < old.epoch) {
+      throw new VstorError(
+        'FENCED',
+        `agent ${id} was ${old.forgotten ? 'forgotten' : 'replaced by a newer process'} (its epoch ${hello.epoch} is older than ${old.epoch}): it must not serve its old table; unmount it and mount again`,
+      )
+    }
+    const now = new Date().toISOString()
+    const epoch = hello.epoch ?? (old?.epoch ?? 0) + 1
+    const rec: AgentRec = {
+      id,
+      mountpoint: hello.mountpoint ?? '',
+      pid: hello.pid ?? 0,
+      epoch,
+      generation: hello.generation ?? 0,
+      openDisks: old && hello.epoch !== undefined ? old.openDisks : [],
+      forgotten: false,
+      firstSeen: old?.firstSeen ?? now,
+      lastSeen: now,
+      conn: null,
+      inSync: false,
+      refreshedAt: null,
+      loading: false,
+      frontend: hello.frontend ?? null,
+      devices: hello.devices ?? null,
+      // a new process of a known agent stays known (at generation 0 until it acks its first table)
+      persisted: old?.persisted ?? false,
+    }
+    return rec
   }
 
-  pushDiskAdd(disk: DiskRec, generation: number): Promise<Set<string>> {
-    return this.pushAll('disk.add', { generation, disk: disk.name, size: disk.size, devices: this.devices() }, Table.encode(disk.table))
+  /** Make an admitted record live on its connection (replacing any older connection of that id). */
+  attach(rec: AgentRec, conn: Connection): void {
+    const old = this.byId.get(rec.id)
+    if (old?.conn && old.conn !== conn && !old.conn.closed) old.conn.close()
+    rec.conn = conn
+    this.byId.set(rec.id, rec)
+    conn.on('close', () => {
+      if (rec.conn !== conn) return
+      rec.conn = null
+      rec.inSync = false
+      rec.lastSeen = new Date().toISOString()
+      log(`agent ${rec.id} (${rec.mountpoint}) disconnected; it stays known until it comes back or \`vstor agent forget ${rec.id}\``)
+      void this.persist(rec)
+      this.onChange()
+    })
+    log(`agent ${rec.id} connected: mountpoint ${rec.mountpoint}, pid ${rec.pid}, epoch ${rec.epoch}, generation ${rec.generation}`)
   }
 
-  pushDiskRemove(name: string, generation: number): Promise<Set<string>> {
-    return this.pushAll('disk.remove', { generation, disk: name })
+  /** The agent applied up to gen. Its first ack makes it known (and persisted). */
+  acked(a: AgentRec, gen: number): void {
+    if (!a.persisted) {
+      a.persisted = true
+      a.generation = Math.max(a.generation, gen)
+      void this.upsert(a)
+      this.onChange()
+      return
+    }
+    if (gen <= a.generation) return
+    a.generation = gen
+    this.onChange()
   }
 
-  /** Periodic pass: reload agents that are behind, and every agent whose last full replacement is older than intervalMs. */
-  refresh(intervalMs: number): void {
-    const now = Date.now()
-    for (const [id, a] of this.byId) if (!a.conn && now - a.disconnectedAt > FORGET_AFTER_MS) this.byId.delete(id)
-    for (const a of this.connected()) {
-      if (a.generation !== this.state.generation)
-        void this.load(a, `agent at generation ${a.generation}, controller at ${this.state.generation}`)
-      else if (!a.refreshedAt || now - a.refreshedAt.getTime() >= intervalMs) void this.load(a, 'intermittent replacement')
+  private async upsert(a: AgentRec): Promise<void> {
+    await this.db
+      .tx(() =>
+        this.db.run(
+          `INSERT INTO agents (id, mountpoint, epoch, generation, open_disks, forgotten, first_seen, last_seen)
+           VALUES (?, ?, ?, ?, ?, 0, ?, ?)
+           ON CONFLICT(id) DO UPDATE SET mountpoint = excluded.mountpoint, epoch = excluded.epoch, generation = excluded.generation,
+             open_disks = excluded.open_disks, forgotten = 0, last_seen = excluded.last_seen`,
+          [a.id, a.mountpoint, a.epoch, a.generation, JSON.stringify(a.openDisks), a.firstSeen, a.lastSeen],
+        ),
+      )
+      .catch((e: Error) => log(`agent ${a.id}: could not save its record: ${e.message}`))
+  }
+
+  setOpen(a: AgentRec, disks: string[]): void {
+    a.openDisks = disks
+    void this.persist(a)
+  }
+
+  /** An admin declares the agent gone: raise its epoch, drop its holds, close it if connected. */
+  async forget(id: string): Promise<AgentRec> {
+    const a = this.byId.get(id)
+    if (!a) throw new VstorError('NOT_FOUND', `no agent '${id}'; see \`vstor agent list\``)
+    a.epoch++
+    a.forgotten = true
+    a.openDisks = []
+    await this.persist(a)
+    log(`agent ${id} forgotten by an admin: epoch raised to ${a.epoch}; if it reconnects it is refused`)
+    if (a.conn && !a.conn.closed) a.conn.close()
+    this.onChange()
+    return a
+  }
+
+  /** Clean unmount: the agent holds nothing any more. */
+  async bye(a: AgentRec): Promise<void> {
+    if (this.byId.get(a.id) === a) this.byId.delete(a.id)
+    await this.db.tx(() => this.db.run('DELETE FROM agents WHERE id = ?', [a.id]))
+    log(`agent ${a.id} said bye (clean unmount)`)
+    this.onChange()
+  }
+
+  /** Write the record's mutable fields (generation, open disks, epoch, forgotten, last seen). */
+  async persist(a: AgentRec): Promise<void> {
+    if (!this.byId.has(a.id) || !a.persisted) return
+    await this.db
+      .tx(() =>
+        this.db.run('UPDATE agents SET generation = ?, open_disks = ?, epoch = ?, forgotten = ?, last_seen = ? WHERE id = ?', [
+          a.generation,
+          JSON.stringify(a.openDisks),
+          a.epoch,
+          a.forgotten ? 1 : 0,
+          a.conn ? new Date().toISOString() : a.lastSeen,
+          a.id,
+        ]),
+      )
+      .catch((e: Error) => log(`agent ${a.id}: could not save its record: ${e.message}`))
+  }
+
+  info(a: AgentRec, missingDevices: string[] = []): AgentInfo {
+    return {
+      id: a.id,
+      mountpoint: a.mountpoint,
+      pid: a.pid,
+      connected: a.conn !== null && !a.conn.closed,
+      generation: a.generation,
+      refreshedAt: a.refreshedAt ? a.refreshedAt.toISOString() : null,
+      openDisks: a.openDisks,
+      epoch: a.epoch,
+      lastSeen: a.conn ? new Date().toISOString() : a.lastSeen,
+      frontend: a.frontend,
+      missingDevices,
+      forgotten: a.forgotten,
     }
   }
 }

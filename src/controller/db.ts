@@ -11,6 +11,14 @@ export interface RunResult {
   lastID: number
 }
 
+/** sqlite3's Backup object (its .d.ts does not declare it). */
+interface SqliteBackup {
+  step(pages: number, cb: (err: Error | null) => void): void
+  finish(cb?: () => void): void
+  readonly completed: boolean
+  readonly failed: boolean
+}
+
 export class Db {
   private readonly txLock = new Mutex()
 
@@ -92,7 +100,35 @@ export class Db {
     await this.tx(() => this.run("UPDATE meta SET value = value WHERE key = 'generation'").then(() => undefined))
   }
 
-  close(): Promise<void> {
-    return new Promise((resolve, reject) => this.db.close((err) => (err ? reject(err) : resolve())))
+  private closers: (() => Promise<void>)[] = []
+
+  /** Run fn after the connection closed (the data-dir lock goes with the database). */
+  onClose(fn: () => Promise<void>): void {
+    this.closers.push(fn)
+  }
+
+  async close(): Promise<void> {
+    try {
+      await new Promise<void>((resolve, reject) => this.db.close((err) => (err ? reject(err) : resolve())))
+    } finally {
+      for (const fn of this.closers.splice(0)) await fn()
+    }
+  }
+
+  /** Online copy to `dest` through SQLite's backup API (consistent even while commits go on). */
+  backup(dest: string): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const src = this.db as unknown as { backup(dest: string, cb: (err: Error | null) => void): SqliteBackup }
+      const b = src.backup(dest, (err: Error | null) => {
+        if (err) return reject(err)
+        const step = (): void =>
+          b.step(-1, (e: Error | null) => {
+            if (e) return b.finish(() => reject(e))
+            if (b.completed || b.failed) return b.finish(() => (b.failed ? reject(new Error('backup failed')) : resolve()))
+            setImmediate(step)
+          })
+        step()
+      })
+    })
   }
 }

@@ -1,113 +1,137 @@
 // disk.create / disk.delete / disk.list / disk.map / extent.set.
-// Each mutation: plan in memory → commit to SQLite → apply → push to agents,
-// all under the state lock. Bad requests throw before anything is committed.
-// disk.create --zero zeroes the planned space between plan and commit, outside
-// the lock: the units are reserved in the allocator and the name is held in
-// `creating`, so faults and other changes go on while a large disk is zeroed.
+//
+// Invariants:
+//   * under the lock only plan → commit → apply → enqueue; zeroing and acks
+//     happen outside it (space taken from the pool and the name held in
+//     `creating` meanwhile), so a slow device or agent never stalls others;
+//   * a thick disk maps only space that reads zeros: clean space as it is,
+//     dirty space zeroed before the commit (so no stale bytes, and no full
+//     wipe of a 1 TiB disk unless --zero asks for it);
+//   * a delete is refused while any known agent, connected or not, reports the
+//     disk open (unless --force); its space is quarantined until every known
+//     agent applied the delete;
+//   * extent set completes when every known agent applied it, else it fails
+//     naming the agents that did not (the change itself stays committed).
 
 import { UNIT } from '../config'
 import { VstorError } from '../errors'
 import type { Connection } from '../protocol/connection'
 import type { DiskInfo, DiskMap } from '../protocol/messages'
 import { formatSize, roundUp } from '../size'
-import { Flag, NO_DEVICE, STATE_FLAGS, type StateName } from '../table/table'
+import { Flag, NO_DEVICE, STATE_FLAGS, type Extent, type StateName } from '../table/table'
+import type { Piece } from './allocator'
 import { checkName, type Ctx } from './context'
 import { log } from './log'
-import { isEmpty } from './state'
-import { zeroFill } from './zerofill'
+import { trimDirty } from './space'
+import { isEmpty, type DiskRec } from './state'
+import { zeroPieces } from './zerofill'
 
-/** Disks being zeroed before their commit (name → devices they hold reserved units on). */
-const creating = new Map<string, Set<number>>()
+/** Names of disks being created (space zeroed before the commit). */
+const creating = new Set<string>()
 
-/** Whether a --zero create is writing to this device now (device remove must refuse). */
-export function zeroingOn(device: number): boolean {
-  for (const ids of creating.values()) if (ids.has(device)) return true
-  return false
-}
-
-function checkSize(size: unknown): number {
+export function checkSize(size: unknown): number {
   if (typeof size !== 'number' || !Number.isSafeInteger(size) || size <= 0) {
     throw new VstorError('BAD_SIZE', `bad disk size ${String(size)}: give a whole number of bytes above 0`)
   }
   return size
 }
 
-/** `conn`: the requesting connection, which gets the progress notes of --zero. */
+/** Extents mapping [from, from + total of pieces) onto the pieces in order. */
+export function extentsOn(pieces: Piece[], from = 0): Extent[] {
+  let v = from
+  return pieces.map((p) => {
+    const e = { vstart: v, length: p.length, device: p.device, pstart: p.pstart, flags: 0 }
+    v += p.length
+    return e
+  })
+}
+
+/** Wait until the connected agents show the change (best effort: a new disk should be visible when create returns). */
+export async function settle(ctx: Ctx, gen: number): Promise<void> {
+  await ctx.outbox.acked(gen, { who: ctx.agents.connected(), timeoutMs: 5_000, what: 'showing the change' }).catch((e: Error) => log(e.message))
+}
+
+/** `conn`: the requesting connection, which gets progress notes while space is zeroed. */
 export async function diskCreate(
   ctx: Ctx,
   params: { name: string; size: number; devices?: string[]; thin?: boolean; zero?: boolean },
   conn?: Connection,
 ): Promise<DiskInfo> {
-  const { state, agents } = ctx
+  const { state } = ctx
   const name = checkName(params.name, 'disk')
   const size = roundUp(checkSize(params.size), UNIT)
   if (params.zero && params.thin) throw new VstorError('BAD_ARGUMENT', '--zero is for thick disks; thin disks read zeros until written')
-  const planned = await state.lock.run(async () => {
+  const pieces = await state.lock.run(async () => {
     if (state.disks.has(name) || creating.has(name)) throw new VstorError('EXISTS', `a disk named '${name}' exists already`)
-    if (params.thin) return [{ vstart: 0, length: size, device: NO_DEVICE, pstart: 0, flags: Flag.Zero }]
-    const pieces = state.alloc.allocate(size, state.allocatable(params.devices))
-    let v = 0
-    const extents = pieces.map((p) => {
-      const e = { vstart: v, length: p.length, device: p.device, pstart: p.pstart, flags: 0 }
-      v += p.length
-      return e
-    })
-    if (params.zero) {
-      state.alloc.reserve(extents) // held while zeroing outside the lock
-      creating.set(name, new Set(extents.map((e) => e.device)))
-    }
-    return extents
+    if (params.thin) return []
+    const p = state.alloc.allocate(size, state.allocatable(params.devices))
+    state.alloc.take(p)
+    creating.add(name)
+    return p
   })
-  if (params.zero) {
+  if (!params.thin) {
+    const toZero = params.zero ? pieces : pieces.filter((p) => p.dirty)
     try {
-      const zeroing = planned.map((e) => {
-        const d = state.devices.get(e.device)
-        if (!d) throw new VstorError('INTERNAL', `device #${e.device} has free space but no record`)
-        return { device: d.name, path: d.path, pstart: e.pstart, length: e.length }
-      })
-      await zeroFill(zeroing, (done, total) => conn?.notify('progress', { op: 'zero', done, total }))
+      await zeroPieces(ctx, toZero, (done, total) => conn?.notify('progress', { op: 'zero', done, total }))
     } catch (e) {
       await state.lock.run(async () => {
-        state.alloc.release(planned)
+        state.alloc.give(pieces.filter((p) => state.devices.has(p.device)), true)
         creating.delete(name)
       })
       throw e
     }
   }
-  return state.lock.run(async () => {
-    if (params.zero) {
-      state.alloc.release(planned) // createDisk reserves them again, for good
-      creating.delete(name)
-    }
-    const extents = planned
-    const disk = await state.createDisk(name, size, !!params.thin, extents)
+  const { info, gen } = await state.lock.run(async () => {
+    creating.delete(name)
+    const extents = params.thin ? [{ vstart: 0, length: size, device: NO_DEVICE, pstart: 0, flags: Flag.Zero }] : extentsOn(pieces)
+    const dirty = pieces.filter((p) => p.dirty)
+    const disk = await state.createDisk(name, size, !!params.thin, extents, {
+      extra: async () => {
+        for (const p of dirty) await trimDirty(state, p.device, p.pstart, p.pstart + p.length)
+      },
+    }).catch((e: Error) => {
+      state.alloc.give(pieces, false)
+      throw e
+    })
     const rounded = size !== params.size ? ` (rounded up from ${params.size} bytes to whole 1 MiB units)` : ''
     log(
       `disk ${name} created: ${formatSize(size)}${rounded}, ${params.thin ? 'thin' : `thick in ${extents.length} extent(s)`}${params.zero ? ', zeroed' : ''}, generation ${state.generation}`,
     )
-    await agents.pushDiskAdd(disk, state.generation)
-    return state.diskInfo(disk, [])
+    ctx.outbox.diskAdd(disk, state.generation)
+    return { info: state.diskInfo(disk, []), gen: state.generation }
   })
+  await settle(ctx, gen)
+  return info
 }
 
 export async function diskDelete(ctx: Ctx, params: { name: string; force?: boolean }): Promise<DiskInfo> {
   const { state, agents } = ctx
-  return state.lock.run(async () => {
+  const { info, gen } = await state.lock.run(async () => {
     const disk = state.disk(params.name)
     const openBy = agents.openBy(disk.name)
     if (openBy.length > 0 && !params.force) {
-      throw new VstorError('DISK_OPEN', `disk '${disk.name}' is open on agent(s) ${openBy.join(', ')}; close it there or use --force`)
+      throw new VstorError(
+        'DISK_OPEN',
+        `disk '${disk.name}' is open on agent(s) ${openBy.map((a) => agents.describe(a)).join(', ')}: close it there ` +
+          '(a disconnected agent counts until it comes back or `vstor agent forget ID`), or use --force',
+      )
     }
-    const info = state.diskInfo(disk, openBy)
+    const info = state.diskInfo(disk, openBy.map((a) => a.id))
     const gen = await state.deleteDisk(disk)
-    log(`disk ${disk.name} deleted${openBy.length ? ` (forced while open on ${openBy.join(', ')})` : ''}, generation ${gen}`)
-    await agents.pushDiskRemove(disk.name, gen)
-    return info
+    log(`disk ${disk.name} deleted${openBy.length ? ` (forced while open on ${openBy.map((a) => a.id).join(', ')})` : ''}, generation ${gen}`)
+    ctx.outbox.diskRemove(disk, gen)
+    return { info, gen }
   })
+  // Its space is reusable once every agent applied the delete; wait for that a little so the pool shows it.
+  await ctx.outbox
+    .acked(gen, { timeoutMs: Math.min(ctx.agentTimeoutMs, 5_000), what: `freeing the space of disk '${info.name}'` })
+    .catch((e: Error) => log(`${e.message}; its space stays quarantined until then`))
+  ctx.space.kick()
+  return info
 }
 
 export function diskList(ctx: Ctx): DiskInfo[] {
-  return [...ctx.state.disks.values()].map((d) => ctx.state.diskInfo(d, ctx.agents.openBy(d.name)))
+  return [...ctx.state.disks.values()].map((d) => ctx.state.diskInfo(d, ctx.agents.openBy(d.name).map((a) => a.id)))
 }
 
 export function diskMap(ctx: Ctx, params: { name: string }): DiskMap {
@@ -126,33 +150,39 @@ function mask(names: unknown, what: string): number {
   return m
 }
 
-/** Set/clear entry states over a UNIT-aligned range; setting zero discards (releases units). */
+/** A UNIT-aligned range inside the disk, or BAD_ARGUMENT saying what is wrong. */
+export function checkRange(disk: DiskRec, offset: number, length: number): void {
+  if (
+    !Number.isSafeInteger(offset) ||
+    !Number.isSafeInteger(length) ||
+    offset < 0 ||
+    length <= 0 ||
+    offset % UNIT !== 0 ||
+    length % UNIT !== 0 ||
+    offset + length > disk.size
+  ) {
+    throw new VstorError(
+      'BAD_ARGUMENT',
+      `bad range offset ${offset} length ${length}: both must be multiples of 1 MiB (${UNIT}), length > 0, and the range inside the disk (${disk.size} bytes)`,
+    )
+  }
+}
+
+/** Set/clear entry states over a UNIT-aligned range; setting zero discards (the units go to quarantine). */
 export async function extentSet(
   ctx: Ctx,
   params: { name: string; offset: number; length: number; set: StateName[]; clear: StateName[] },
 ): Promise<DiskMap> {
-  const { state, agents } = ctx
+  const { state } = ctx
   const set = mask(params.set, 'set')
   const clear = mask(params.clear, 'clear')
   if (set === 0 && clear === 0) throw new VstorError('BAD_ARGUMENT', 'give at least one state to set or clear')
   if (set & clear) throw new VstorError('BAD_ARGUMENT', 'a state cannot be both set and cleared')
-  return state.lock.run(async () => {
+  const { gen, name } = await state.lock.run(async () => {
     const disk = state.disk(params.name)
+    if (disk.readonly && clear & Flag.NoWrite) throw new VstorError('READ_ONLY', `disk '${disk.name}' is a read-only snapshot`)
     const { offset, length } = params
-    if (
-      !Number.isSafeInteger(offset) ||
-      !Number.isSafeInteger(length) ||
-      offset < 0 ||
-      length <= 0 ||
-      offset % UNIT !== 0 ||
-      length % UNIT !== 0 ||
-      offset + length > disk.size
-    ) {
-      throw new VstorError(
-        'BAD_ARGUMENT',
-        `bad range offset ${offset} length ${length}: both must be multiples of 1 MiB (${UNIT}), length > 0, and the range inside the disk (${disk.size} bytes)`,
-      )
-    }
+    checkRange(disk, offset, length)
     const end = offset + length
     const extents = disk.table.slice(offset, end).map((e) => {
       let flags = (e.flags | set) & ~clear
@@ -165,10 +195,15 @@ export async function extentSet(
       return { vstart: e.vstart, length: e.length, device, pstart, flags }
     })
     const change = disk.table.plan(offset, end, extents)
-    if (isEmpty(change)) return state.diskMap(disk)
+    if (isEmpty(change)) return { gen: 0, name: disk.name }
     const gen = await state.commitChange(disk, change)
     log(`disk ${disk.name}: extent set [${offset}, ${end}) set=${set} clear=${clear}, generation ${gen}`)
-    await agents.pushUpdate(disk, change, gen)
-    return state.diskMap(disk)
+    ctx.outbox.update(disk, change, gen)
+    return { gen, name: disk.name }
   })
+  if (gen > 0) {
+    await ctx.outbox.acked(gen, { timeoutMs: ctx.agentTimeoutMs, what: `extent set on disk '${name}'` })
+    ctx.space.kick()
+  }
+  return state.diskMap(state.disk(name))
 }

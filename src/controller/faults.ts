@@ -1,25 +1,36 @@
-// Answers to agents' fault requests. Invariant: `retry` is sent only after
-// the faulting agent acked the table.update that resolves the fault, and
-// concurrent first writes into one Zero range make exactly one allocation
-// (the second fault finds the range mapped under the lock and retries).
+// Answers to agents' fault requests.
+//
+// Invariants:
+//   * `retry` goes out only after the faulting agent acked a table that
+//     resolves the fault (it would fault again at once otherwise);
+//   * a first write into Zero space maps units that read zeros: clean space
+//     as it is (its host space reserved), dirty space only after the
+//     controller zeroed it; both before the mapping commits, so no agent, at
+//     any moment or after any crash, maps a unit showing someone else's bytes;
+//   * the lock covers plan → commit → apply → enqueue only: zeroing and
+//     waiting for acks happen outside it, with the units taken from the pool
+//     and the range marked busy, so concurrent faults on one unit make one
+//     allocation and faults elsewhere never wait for this one;
+//   * ENOSPC from a backing file is not a device failure: the fault fails
+//     with ENOSPC and the units go back to the pool.
 
 import { UNIT } from '../config'
 import { VstorError } from '../errors'
 import type { Connection } from '../protocol/connection'
 import type { Fault, FaultReply } from '../protocol/messages'
 import { Flag, NO_DEVICE, type Extent } from '../table/table'
-import type { Ctx } from './context'
+import type { Piece } from './allocator'
+import type { AgentRec } from './agents'
+import { busyAt, markBusy, type Ctx } from './context'
 import { log } from './log'
+import { trimDirty } from './space'
 import { isEmpty, type DiskRec } from './state'
 
 const POLL_MS = 200
 
 function unitRange(disk: DiskRec, offset: number, length: number): [number, number] {
   if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset >= disk.size) {
-    throw new VstorError(
-      'BAD_ARGUMENT',
-      `fault range offset ${offset} length ${length} is outside disk '${disk.name}' (${disk.size} bytes)`,
-    )
+    throw new VstorError('BAD_ARGUMENT', `fault range offset ${offset} length ${length} is outside disk '${disk.name}' (${disk.size} bytes)`)
   }
   const start = Math.floor(offset / UNIT) * UNIT
   const end = Math.min(disk.size, Math.ceil((offset + Math.max(length, 1)) / UNIT) * UNIT)
@@ -28,101 +39,196 @@ function unitRange(disk: DiskRec, offset: number, length: number): [number, numb
 
 export async function handleFault(ctx: Ctx, f: Fault, conn: Connection): Promise<FaultReply> {
   const agent = ctx.agents.forConn(conn)
-  const who = agent?.id ?? 'unknown agent'
+  if (!agent) throw new VstorError('BAD_REQUEST', 'fault is for agents')
   const where = `disk ${f.disk} [${f.offset}, +${f.length})`
   switch (f.kind) {
     case 'unmapped':
       // Nothing to map it to: the agent already failed the I/O with EIO.
-      log(`fault unmapped from ${who}: ${where}, denied`)
-      return { action: 'deny', reason: 'no mapping' }
+      log(`fault unmapped from ${agent.id}: ${where}, denied`)
+      return { action: 'deny', reason: 'no mapping', errno: 'EIO' }
     case 'write-protected':
-      // No snapshots yet, so nothing could make the range writable.
-      log(`fault write-protected from ${who}: ${where}, denied`)
-      return { action: 'deny', reason: 'write-protected' }
+      return writeProtected(ctx, f, agent)
     case 'unallocated':
-      return unallocated(ctx, f, who)
+      return unallocated(ctx, f, agent)
     case 'device-error':
-      return deviceError(ctx, f, who)
+      return deviceError(ctx, f, agent)
     default:
       throw new VstorError('BAD_REQUEST', `unknown fault kind '${String(f.kind)}'`)
   }
 }
 
-/** First write into Zero space: map whole units (clipped to the Zero parts), commit, push with zeroFill, then retry. */
-async function unallocated(ctx: Ctx, f: Fault, who: string): Promise<FaultReply> {
-  const { state, agents } = ctx
+/** A write into NoWrite space: a move holding the range lets it through after the switch; else EROFS. */
+async function writeProtected(ctx: Ctx, f: Fault, agent: AgentRec): Promise<FaultReply> {
+  for (;;) {
+    const disk = ctx.state.disk(f.disk)
+    const [start, end] = unitRange(disk, f.offset, f.length)
+    const busy = busyAt(ctx, disk.uid, start, end)
+    if (busy) {
+      await busy.done
+      continue
+    }
+    const stillProtected = disk.table.slice(start, end).some((e) => e.flags & Flag.NoWrite)
+    if (stillProtected) {
+      log(`fault write-protected from ${agent.id}: disk ${f.disk} [${f.offset}, +${f.length}), denied`)
+      return { action: 'deny', reason: 'write-protected', errno: 'EROFS' }
+    }
+    return ackedRetry(ctx, agent, disk.table.generation)
+  }
+}
+
+type Plan =
+  | { kind: 'wait'; done: Promise<void> }
+  | { kind: 'mapped'; gen: number }
+  | { kind: 'nospace' }
+  | { kind: 'alloc'; disk: DiskRec; start: number; end: number; old: Extent[]; pieces: Piece[]; finish: () => void }
+
+/** First write into Zero space: take units, make them read zeros, commit lazily, push, then retry. */
+async function unallocated(ctx: Ctx, f: Fault, agent: AgentRec): Promise<FaultReply> {
+  const { state } = ctx
   const deadline = Date.now() + ctx.noSpaceTimeoutMs
   let waited = false
-  while (true) {
-    const r = await state.lock.run(async (): Promise<FaultReply | 'nospace'> => {
+  for (;;) {
+    const plan = await state.lock.run(async (): Promise<Plan> => {
       const disk = state.disk(f.disk)
       const [start, end] = unitRange(disk, f.offset, f.length)
+      const busy = busyAt(ctx, disk.uid, start, end)
+      if (busy) return { kind: 'wait', done: busy.done }
       const old = disk.table.slice(start, end)
       const zeroBytes = old.filter((e) => e.flags & Flag.Zero).reduce((s, e) => s + e.length, 0)
-      if (zeroBytes === 0) return mappedAlready(ctx, disk, who) // another fault mapped it first
-      let pieces
+      if (zeroBytes === 0) return { kind: 'mapped', gen: disk.table.generation }
+      let pieces: Piece[]
       try {
         pieces = state.alloc.allocate(zeroBytes, state.allocatable())
       } catch (e) {
-        if (e instanceof VstorError && e.code === 'NO_SPACE') return 'nospace'
+        if (e instanceof VstorError && e.code === 'NO_SPACE') return { kind: 'nospace' }
         throw e
       }
-      const extents: Extent[] = []
-      for (const e of old) {
-        if (!(e.flags & Flag.Zero)) {
-          extents.push(e)
-          continue
-        }
-        // spread this Zero part over the pieces, in order
-        let v = e.vstart
-        let left = e.length
-        while (left > 0) {
-          const p = pieces[0] as { device: number; pstart: number; length: number }
-          const take = Math.min(left, p.length)
-          extents.push({ vstart: v, length: take, device: p.device, pstart: p.pstart, flags: e.flags & ~Flag.Zero })
-          v += take
-          left -= take
-          if (take === p.length) pieces.shift()
-          else pieces[0] = { device: p.device, pstart: p.pstart + take, length: p.length - take }
-        }
-      }
-      const change = disk.table.plan(start, end, extents)
-      // Lazy commit: the agent's fsync of this disk asks for metadata.sync (a barrier) before it completes.
-      const gen = await state.commitChange(disk, change, undefined, { durable: false })
-      log(`fault unallocated from ${who}: disk ${disk.name} [${start}, ${end}) allocated ${zeroBytes} bytes, generation ${gen}`)
-      const acked = await agents.pushFreshUpdate(disk, change, gen, who)
-      if (!acked.has(who)) return mappedAlready(ctx, disk, who)
-      return { action: 'retry' }
+      state.alloc.take(pieces)
+      return { kind: 'alloc', disk, start, end, old, pieces, finish: markBusy(ctx, disk.uid, start, end) }
     })
-    if (r !== 'nospace') return r
-    if (!waited) log(`pool full: fault unallocated from ${who} on disk ${f.disk} waits up to ${ctx.noSpaceTimeoutMs} ms for a device`)
+    if (plan.kind === 'wait') {
+      await plan.done
+      continue
+    }
+    if (plan.kind === 'mapped') return ackedRetry(ctx, agent, plan.gen)
+    if (plan.kind === 'alloc') {
+      try {
+        return await allocate(ctx, plan, agent)
+      } finally {
+        plan.finish()
+      }
+    }
+    if (!waited) log(`pool full: fault unallocated from ${agent.id} on disk ${f.disk} waits up to ${ctx.noSpaceTimeoutMs} ms for a device`)
     waited = true
     if (Date.now() >= deadline) {
-      log(`pool full: fault unallocated from ${who} on disk ${f.disk} [${f.offset}, +${f.length}) failed: no space`)
-      return { action: 'fail', reason: 'no space' }
+      log(`pool full: fault unallocated from ${agent.id} on disk ${f.disk} [${f.offset}, +${f.length}) failed: no space`)
+      return { action: 'fail', reason: 'no space', errno: 'ENOSPC' }
     }
     await new Promise((res) => setTimeout(res, Math.min(POLL_MS, Math.max(1, deadline - Date.now()))))
   }
 }
 
-/** The range is mapped: retry once the faulting agent has a table that shows it (else it would fault again at once). */
-async function mappedAlready(ctx: Ctx, disk: DiskRec, who: string): Promise<FaultReply> {
-  const a = ctx.agents.byId.get(who)
-  if (!a || (await ctx.agents.ensure(a, disk.table.generation, 'fault retry needs the new table'))) return { action: 'retry' }
-  return { action: 'fail', reason: 'the agent did not take the table change' }
+async function allocate(ctx: Ctx, p: Extract<Plan, { kind: 'alloc' }>, agent: AgentRec): Promise<FaultReply> {
+  const { state } = ctx
+  try {
+    await prepare(ctx, p.pieces)
+  } catch (e) {
+    await state.lock.run(async () => state.alloc.give(p.pieces.filter((x) => state.devices.has(x.device)), true))
+    const code = (e as NodeJS.ErrnoException).code
+    log(`fault unallocated from ${agent.id}: disk ${p.disk.name} [${p.start}, ${p.end}): preparing space failed: ${(e as Error).message}`)
+    return code === 'ENOSPC'
+      ? { action: 'fail', reason: 'the backing file system is full', errno: 'ENOSPC' }
+      : { action: 'fail', reason: `the device failed: ${(e as Error).message}`, errno: 'EIO' }
+  }
+  const gen = await state.lock.run(async () => {
+    const disk = state.disks.get(p.disk.name)
+    const now = disk?.uid === p.disk.uid ? disk.table.slice(p.start, p.end) : null
+    if (!disk || !now || JSON.stringify(now) !== JSON.stringify(p.old)) {
+      state.alloc.give(p.pieces.filter((x) => state.devices.has(x.device)), true) // the range changed meanwhile: ask again
+      return null
+    }
+    const change = disk.table.plan(p.start, p.end, spread(p.old, p.pieces))
+    const dirty = p.pieces.filter((x) => x.dirty)
+    // Lazy commit: the agent's fsync of this disk asks for metadata.sync (a barrier) first.
+    const g = await state.commitChange(disk, change, {
+      durable: false,
+      preTaken: true,
+      extra: async () => {
+        for (const x of dirty) await trimDirty(state, x.device, x.pstart, x.pstart + x.length)
+      },
+    })
+    if (!isEmpty(change)) ctx.outbox.update(disk, change, g, true)
+    log(`fault unallocated from ${agent.id}: disk ${disk.name} [${p.start}, ${p.end}) allocated, generation ${g}`)
+    return g
+  })
+  if (gen === null) return { action: 'retry', reason: 'the range changed; fault again if still needed' }
+  return ackedRetry(ctx, agent, gen)
+}
+
+/** Make every piece read zeros with host space behind it: dirty ones are zeroed, clean ones reserved. */
+async function prepare(ctx: Ctx, pieces: Piece[]): Promise<void> {
+  for (const x of pieces) {
+    const d = ctx.state.devices.get(x.device)
+    if (!d) throw new VstorError('INTERNAL', `device #${x.device} left the pool while space on it was taken`)
+    const dev = await ctx.io.get(d)
+    if (x.dirty) await dev.zero(x.pstart, x.length)
+    else await dev.reserve(x.pstart, x.length)
+  }
+}
+
+/** The Zero parts of `old` mapped onto the pieces in order; other parts kept. */
+function spread(old: Extent[], pieces: Piece[]): Extent[] {
+  const left = pieces.map((x) => ({ ...x }))
+  const out: Extent[] = []
+  for (const e of old) {
+    if (!(e.flags & Flag.Zero)) {
+      out.push(e)
+      continue
+    }
+    let v = e.vstart
+    let n = e.length
+    while (n > 0) {
+      const x = left[0]!
+      const take = Math.min(n, x.length)
+      out.push({ vstart: v, length: take, device: x.device, pstart: x.pstart, flags: e.flags & ~Flag.Zero })
+      v += take
+      n -= take
+      if (take === x.length) left.shift()
+      else left[0] = { ...x, pstart: x.pstart + take, length: x.length - take }
+    }
+  }
+  return out
+}
+
+/** Retry once the agent has a table at or after gen (outside the lock). */
+async function ackedRetry(ctx: Ctx, agent: AgentRec, gen: number): Promise<FaultReply> {
+  try {
+    await ctx.outbox.acked(gen, { who: [agent], timeoutMs: ctx.agentTimeoutMs, what: 'fault retry' })
+  } catch {
+    if (agent.conn && !agent.conn.closed && !agent.loading) ctx.outbox.load(agent, 'fault retry needs the new table')
+    return { action: 'fail', reason: 'the agent did not take the table change', errno: 'EIO' }
+  }
+  return { action: 'retry' }
 }
 
 /** A device failed under the agent: mark the range Error persistently and the device unhealthy. */
-async function deviceError(ctx: Ctx, f: Fault, who: string): Promise<FaultReply> {
-  const { state, agents } = ctx
+async function deviceError(ctx: Ctx, f: Fault, agent: AgentRec): Promise<FaultReply> {
+  const { state } = ctx
+  if (f.errno === 'ENOSPC' || f.errno === 'EDQUOT') {
+    // A full backing file system is not a broken device.
+    log(`fault device-error ${f.errno} from ${agent.id}: disk ${f.disk} [${f.offset}, +${f.length}): the backing file system is full`)
+    return { action: 'fail', reason: 'the backing file system is full', errno: 'ENOSPC' }
+  }
   return state.lock.run(async () => {
     const disk = state.disk(f.disk)
     const [start, end] = unitRange(disk, f.offset, f.length)
     const devs = new Set<number>(f.device !== undefined ? [f.device] : [])
     for (const e of disk.table.slice(start, end)) if (f.device === undefined && e.device !== NO_DEVICE) devs.add(e.device)
     const change = disk.table.planFlags(start, end, Flag.Error, 0)
-    const gen = await state.commitChange(disk, change, async () => {
-      for (const id of devs) await state.db.run("UPDATE devices SET errors = errors + 1, health = 'error' WHERE id = ?", [id])
+    const gen = await state.commitChange(disk, change, {
+      extra: async () => {
+        for (const id of devs) await state.db.run("UPDATE devices SET errors = errors + 1, health = 'error' WHERE id = ?", [id])
+      },
     })
     for (const id of devs) {
       const d = state.devices.get(id)
@@ -133,13 +239,9 @@ async function deviceError(ctx: Ctx, f: Fault, who: string): Promise<FaultReply>
     }
     const names = [...devs].map((id) => state.devices.get(id)?.name ?? `#${id}`).join(', ')
     log(
-      `fault device-error from ${who}: ${where(f)} errno ${f.errno ?? '?'} on device ${names || '?'}; range [${start}, ${end}) marked error, generation ${gen}`,
+      `fault device-error from ${agent.id}: disk ${f.disk} [${f.offset}, +${f.length}) errno ${f.errno ?? '?'} on device ${names || '?'}; range [${start}, ${end}) marked error, generation ${gen}`,
     )
-    if (!isEmpty(change)) await agents.pushUpdate(disk, change, gen)
-    return { action: 'deny', reason: 'device error' } as FaultReply
+    if (!isEmpty(change)) ctx.outbox.update(disk, change, gen)
+    return { action: 'deny', reason: 'device error', errno: 'EIO' } as FaultReply
   })
-}
-
-function where(f: Fault): string {
-  return `disk ${f.disk} [${f.offset}, +${f.length})`
 }

@@ -1,18 +1,34 @@
-// Request dispatch for CLI and agent connections. Invariant: a handler error
-// becomes an error reply (VstorError code + message) and never escapes into
-// the process; agent-only methods are refused on CLI connections.
+// Request dispatch for CLI and agent connections, and the hello that admits
+// agents. Invariants: a handler error becomes an error reply (VstorError code
+// + message) and never escapes into the process; agent-only methods are
+// refused on CLI connections; an agent is attached (and sent its table) only
+// after its hello passed the epoch check.
 
 import { PROTOCOL_VERSION } from '../config'
 import { VstorError, toVstorError } from '../errors'
 import type { Connection } from '../protocol/connection'
-import type { Fault, Status } from '../protocol/messages'
-import { deviceAdd, deviceList, deviceRemove } from './devices'
-import { diskCreate, diskDelete, diskList, diskMap, extentSet } from './disks'
+import type { Fault, Hello, HelloReply, Status } from '../protocol/messages'
+import type { AgentRec } from './agents'
+import { backup } from './backup'
 import type { Ctx } from './context'
+import { deviceAdd, deviceCheck, deviceList, deviceRemove } from './devices'
+import { diskCreate, diskDelete, diskList, diskMap, extentSet } from './disks'
 import { handleFault } from './faults'
+import { deviceEvacuate, diskMove } from './jobs/kinds'
 import { log } from './log'
+import { diskResize } from './resize'
 
 type P = Record<string, unknown>
+
+function missingDevices(ctx: Ctx, a: AgentRec): string[] {
+  if (!a.devices) return []
+  const found = new Set(a.devices)
+  return [...ctx.state.devices.values()].filter((d) => !found.has(d.uuid)).map((d) => d.name)
+}
+
+export function agentList(ctx: Ctx) {
+  return [...ctx.agents.byId.values()].map((a) => ctx.agents.info(a, missingDevices(ctx, a)))
+}
 
 function status(ctx: Ctx): Status {
   return {
@@ -26,13 +42,13 @@ function status(ctx: Ctx): Status {
       generation: ctx.state.generation,
       protocol: PROTOCOL_VERSION,
     },
-    agents: ctx.agents.info(),
+    agents: agentList(ctx),
     disks: diskList(ctx),
     devices: deviceList(ctx),
   }
 }
 
-function agentOf(ctx: Ctx, conn: Connection, method: string) {
+function agentOf(ctx: Ctx, conn: Connection, method: string): AgentRec {
   const a = ctx.agents.forConn(conn)
   if (!a) throw new VstorError('BAD_REQUEST', `${method} is for agents; this connection said hello as ${conn.hello?.role ?? 'nobody'}`)
   return a
@@ -46,14 +62,20 @@ async function dispatch(ctx: Ctx, method: string, params: P, conn: Connection): 
       // reply first, then shut down
       setImmediate(() => ctx.stop())
       return { stopping: true }
+    case 'controller.backup':
+      return backup(ctx, params as { path: string })
     case 'device.add':
       return deviceAdd(ctx, params as { path: string; name?: string })
     case 'device.list':
       return deviceList(ctx)
     case 'device.remove':
       return deviceRemove(ctx, params as { name: string })
+    case 'device.check':
+      return deviceCheck(ctx, params as { name: string })
+    case 'device.evacuate':
+      return deviceEvacuate(ctx, params as { name: string; to?: string[] })
     case 'disk.create':
-      // the connection gets the progress notes of --zero
+      // the connection gets the progress notes while space is zeroed
       return diskCreate(ctx, params as Parameters<typeof diskCreate>[1], conn)
     case 'disk.list':
       return diskList(ctx)
@@ -61,22 +83,44 @@ async function dispatch(ctx: Ctx, method: string, params: P, conn: Connection): 
       return diskDelete(ctx, params as { name: string; force?: boolean })
     case 'disk.map':
       return diskMap(ctx, params as { name: string })
+    case 'disk.resize':
+      return diskResize(ctx, params as { name: string; size: number; shrink?: boolean }, conn)
+    case 'disk.move':
+      return diskMove(ctx, params as Parameters<typeof diskMove>[1])
     case 'extent.set':
       return extentSet(ctx, params as Parameters<typeof extentSet>[1])
+    case 'agent.list':
+      return agentList(ctx)
+    case 'agent.forget': {
+      const a = await ctx.agents.forget(String(params.id))
+      return ctx.agents.info(a, missingDevices(ctx, a))
+    }
+    case 'job.list':
+      return [...ctx.jobs.byId.values()].map((j) => ctx.jobs.info(j))
+    case 'job.get':
+      return ctx.jobs.info(ctx.jobs.get(Number(params.id)))
+    case 'job.wait': {
+      const j = await ctx.jobs.wait(Number(params.id), (x) => conn.notify('progress', { op: `job ${x.id}`, done: Math.min(x.done, x.total), total: x.total }))
+      return ctx.jobs.info(j)
+    }
+    case 'job.cancel':
+      return ctx.jobs.info(ctx.jobs.cancel(Number(params.id)))
     case 'fault':
       agentOf(ctx, conn, method)
       return handleFault(ctx, params as unknown as Fault, conn)
     case 'metadata.sync':
       // an agent's fsync: allocations committed lazily must be on disk before the guest's flush completes
       agentOf(ctx, conn, method)
-      await ctx.state.db.barrier()
-      return { generation: ctx.state.generation }
+      return { generation: await ctx.state.barrier() }
     case 'agent.sync': {
-      // a reconnected or doubtful agent asks: reload it if it is behind
+      // a doubtful agent asks: reload it
       const a = agentOf(ctx, conn, method)
-      a.generation = Number(params.generation)
-      if (a.generation !== ctx.state.generation) setImmediate(() => void ctx.agents.load(a, 'agent.sync'))
+      if (Number(params.generation) !== ctx.state.generation || !a.inSync) setImmediate(() => ctx.outbox.load(a, 'agent.sync'))
       return { generation: ctx.state.generation }
+    }
+    case 'agent.bye': {
+      await ctx.agents.bye(agentOf(ctx, conn, method))
+      return {}
     }
     default:
       throw new VstorError('UNKNOWN_METHOD', `unknown method '${method}'`)
@@ -98,6 +142,26 @@ export function attach(ctx: Ctx, conn: Connection): void {
     if (method !== 'agent.open') return
     const a = ctx.agents.forConn(c)
     const disks = (params as { disks?: unknown }).disks
-    if (a && Array.isArray(disks)) a.openDisks = disks.filter((d): d is string => typeof d === 'string')
+    if (a && Array.isArray(disks)) ctx.agents.setOpen(a, disks.filter((d): d is string => typeof d === 'string'))
   })
+}
+
+let seq = 0
+
+/** The hello: CLI clients are served as they are; agents are admitted (epoch check), attached and sent their table. */
+export function onHello(ctx: Ctx, hello: Hello, conn: Connection): HelloReply {
+  if (hello.protocol !== PROTOCOL_VERSION) {
+    throw new VstorError('PROTOCOL_VERSION', `the peer speaks protocol ${hello.protocol}, this controller ${PROTOCOL_VERSION}: use the same vstor version`)
+  }
+  let epoch: number | undefined
+  if (hello.role === 'agent') {
+    const a = ctx.agents.admit(hello, `agent-${process.pid}-${++seq}`)
+    attach(ctx, conn)
+    ctx.agents.attach(a, conn)
+    epoch = a.epoch
+    // A reconnect at our generation has everything; anyone else gets the whole table (held until the hello reply).
+    if (hello.epoch !== undefined && a.generation === ctx.state.generation) a.inSync = true
+    else ctx.outbox.load(a, `hello at generation ${a.generation}`)
+  } else attach(ctx, conn)
+  return { protocol: PROTOCOL_VERSION, controllerId: ctx.state.controllerId, generation: ctx.state.generation, ...(epoch !== undefined ? { epoch } : {}) }
 }

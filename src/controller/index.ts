@@ -1,54 +1,80 @@
 // The controller's entry points: run in this process, start detached, stop.
 // Invariants: the database is verified and loaded before the socket listens;
-// stop closes the server first, then the database, and resolves runController.
+// stop lets jobs reach a step boundary, closes the server, then the database,
+// and resolves runController. Files it creates are mode 0600 (umask 077).
 
 import fs from 'node:fs'
 import path from 'node:path'
-import { PROTOCOL_VERSION } from '../config'
 import { spawnDetached, signalFailed, signalReady } from '../daemon'
 import { VstorError, toVstorError } from '../errors'
 import { connect, listen, type ServerHandle } from '../protocol/connection'
-import type { Hello, HelloReply } from '../protocol/messages'
 import { Agents } from './agents'
 import type { Ctx } from './context'
-import { attach } from './handlers'
+import { DeviceIo } from './devio'
+import { onHello } from './handlers'
+import { registerKinds } from './jobs/kinds'
+import { Jobs } from './jobs/runner'
+import { loadState } from './load'
 import { log } from './log'
+import { Outbox } from './outbox'
 import { dbFile, openDatabase } from './schema'
-import { State } from './state'
+import { Space } from './space'
 
 export interface ControllerOptions {
   socket: string
   dataDir: string
   refreshIntervalMs?: number
   noSpaceTimeoutMs?: number
+  /** How long changes every agent must apply first wait for acks (default 10 s). */
+  agentTimeoutMs?: number
 }
 
 /** Run in this process until stopped (SIGTERM/SIGINT or controller.stop). */
 export async function runController(opts: ControllerOptions): Promise<void> {
   let db: Awaited<ReturnType<typeof openDatabase>> | null = null
   let server: ServerHandle | null = null
+  let ctx: Ctx | null = null
+  const oldUmask = process.umask(0o077) // database, WAL, logs and backups: root only
   try {
     db = await openDatabase(opts.dataDir)
-    const state = await State.load(db)
+    const state = await loadState(db)
+    // Commits a killed controller made lazily are in the WAL: make them durable before anyone relies on them.
+    await db.tx(() => db!.run("UPDATE meta SET value = value WHERE key = 'generation'").then(() => undefined))
+    state.durable = state.generation
+    const agents = new Agents(db)
+    await agents.loadFromDb()
+    const io = new DeviceIo()
     let stop!: () => void
     const stopped = new Promise<void>((r) => (stop = r))
-    const ctx: Ctx = {
+    const c: Ctx = {
       state,
-      agents: new Agents(state),
+      agents,
+      io,
+      outbox: new Outbox(state, agents, () => state.durable),
+      space: new Space(state, agents, io),
+      jobs: new Jobs(() => c),
       socket: opts.socket,
       dataDir: opts.dataDir,
       database: dbFile(opts.dataDir),
       startedAt: new Date(),
       noSpaceTimeoutMs: opts.noSpaceTimeoutMs ?? 5_000,
       refreshIntervalMs: opts.refreshIntervalMs ?? 60_000,
+      agentTimeoutMs: opts.agentTimeoutMs ?? 10_000,
+      busy: new Map(),
       stop: () => stop(),
     }
-    server = await listen(opts.socket, (hello, conn) => onHello(ctx, hello, conn))
-    const tick = setInterval(
-      () =>
-        void state.lock.run(async () => ctx.agents.refresh(ctx.refreshIntervalMs)).catch((e: Error) => log(`refresh failed: ${e.message}`)),
-      Math.max(100, Math.min(ctx.refreshIntervalMs, 5_000)),
-    )
+    ctx = c
+    const kick = agents.onChange
+    agents.onChange = () => {
+      kick()
+      c.space.kick()
+    }
+    registerKinds(c.jobs)
+    await c.jobs.load()
+    c.jobs.resume() // before serving: a move fenced before a crash holds its range again first
+    server = await listen(opts.socket, (hello, conn) => onHello(c, hello, conn))
+    c.space.kick()
+    const tick = setInterval(() => c.outbox.refresh(c.refreshIntervalMs), Math.max(100, Math.min(c.refreshIntervalMs, 5_000)))
     const onSignal = (sig: string) => {
       log(`${sig} received, stopping`)
       stop()
@@ -57,18 +83,18 @@ export async function runController(opts: ControllerOptions): Promise<void> {
     const onInt = () => onSignal('SIGINT')
     process.on('SIGTERM', onTerm)
     process.on('SIGINT', onInt)
-    log(
-      `controller ${state.controllerId} started: pid ${process.pid}, socket ${opts.socket}, database ${ctx.database}, generation ${state.generation}`,
-    )
+    log(`controller ${state.controllerId} started: pid ${process.pid}, socket ${opts.socket}, database ${c.database}, generation ${state.generation}`)
     signalReady()
     await stopped
     clearInterval(tick)
     process.off('SIGTERM', onTerm)
     process.off('SIGINT', onInt)
-    // let a running mutation finish its commit before closing the database
+    // jobs stop at a step boundary (they resume on the next start); then no mutation runs any more
+    await c.jobs.stop()
+    await c.space.stop()
     await state.lock.run(async () => {
       const srv = server as ServerHandle
-      for (const c of srv.connections()) c.close()
+      for (const conn of srv.connections()) conn.close()
       await srv.close()
       server = null
       removeSocket(opts.socket)
@@ -79,25 +105,11 @@ export async function runController(opts: ControllerOptions): Promise<void> {
     signalFailed(err.message)
     throw err
   } finally {
+    process.umask(oldUmask)
     if (server) await server.close().catch(() => undefined)
+    if (ctx) await ctx.io.closeAll().catch(() => undefined)
     if (db) await db.close().catch(() => undefined)
   }
-}
-
-function onHello(ctx: Ctx, hello: Hello, conn: Parameters<typeof attach>[1]): HelloReply {
-  if (hello.protocol !== PROTOCOL_VERSION) {
-    throw new VstorError(
-      'PROTOCOL_VERSION',
-      `the peer speaks protocol ${hello.protocol}, this controller ${PROTOCOL_VERSION}: use the same vstor version`,
-    )
-  }
-  attach(ctx, conn)
-  if (hello.role === 'agent') {
-    const a = ctx.agents.register(conn, hello)
-    // after the hello reply went out: reload an agent that is behind
-    if (a.generation !== ctx.state.generation) setImmediate(() => void ctx.agents.load(a, `hello at generation ${a.generation}`))
-  }
-  return { protocol: PROTOCOL_VERSION, controllerId: ctx.state.controllerId, generation: ctx.state.generation }
 }
 
 function removeSocket(socket: string): void {
@@ -117,6 +129,7 @@ export async function startControllerDetached(opts: ControllerOptions): Promise<
   const args = ['controller', 'start', '--foreground', '--socket', opts.socket, '--data-dir', opts.dataDir]
   if (opts.refreshIntervalMs !== undefined) args.push('--refresh-interval', durationFlag(opts.refreshIntervalMs))
   if (opts.noSpaceTimeoutMs !== undefined) args.push('--no-space-timeout', durationFlag(opts.noSpaceTimeoutMs))
+  if (opts.agentTimeoutMs !== undefined) args.push('--agent-timeout', durationFlag(opts.agentTimeoutMs))
   fs.mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 })
   return spawnDetached({ args, logFile: path.join(opts.dataDir, 'controller.log'), readyTimeoutMs: 15_000 })
 }

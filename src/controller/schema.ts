@@ -8,6 +8,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { VstorError } from '../errors'
 import { Db } from './db'
+import { DataDirLock } from './lock'
 
 /** "VSTR" as a 32-bit integer. */
 export const APPLICATION_ID = 0x56535452
@@ -29,6 +30,37 @@ export const MIGRATIONS: string[] = [
      length INTEGER NOT NULL, device_id INTEGER REFERENCES devices(id), pstart INTEGER NOT NULL,
      flags INTEGER NOT NULL, PRIMARY KEY (disk_id, vstart)) WITHOUT ROWID;
    CREATE INDEX extents_device ON extents(device_id, pstart);`,
+  // 2: disk identity, agents, space safety (quarantine, dirty), shared extents, jobs.
+  //  - disks.uid: random per disk, so an fd bound to a deleted disk never reaches a new one of that name;
+  //    origin/readonly for snapshots and clones.
+  //  - agents: every agent that ever loaded a table, until an admin forgets it (epoch fences it).
+  //  - quarantine: space freed at `generation`, unusable until every known agent acked it.
+  //  - dirty: a superset of the free space that may still hold old bytes (scrubbed in the background).
+  //  - shared: reference counts of physical ranges mapped by two or more extents (absent = one owner).
+  `ALTER TABLE disks ADD COLUMN uid TEXT NOT NULL DEFAULT '';
+   UPDATE disks SET uid = lower(hex(randomblob(16)));
+   ALTER TABLE disks ADD COLUMN origin TEXT;
+   ALTER TABLE disks ADD COLUMN readonly INTEGER NOT NULL DEFAULT 0;
+   ALTER TABLE devices ADD COLUMN state TEXT NOT NULL DEFAULT 'active';
+   CREATE TABLE agents (
+     id TEXT PRIMARY KEY, mountpoint TEXT NOT NULL, epoch INTEGER NOT NULL, generation INTEGER NOT NULL,
+     open_disks TEXT NOT NULL DEFAULT '[]', forgotten INTEGER NOT NULL DEFAULT 0,
+     first_seen TEXT NOT NULL, last_seen TEXT NOT NULL);
+   CREATE TABLE quarantine (
+     device_id INTEGER NOT NULL REFERENCES devices(id), pstart INTEGER NOT NULL, length INTEGER NOT NULL,
+     generation INTEGER NOT NULL, PRIMARY KEY (device_id, pstart)) WITHOUT ROWID;
+   CREATE TABLE dirty (
+     device_id INTEGER NOT NULL REFERENCES devices(id) ON DELETE CASCADE, pstart INTEGER NOT NULL,
+     length INTEGER NOT NULL, PRIMARY KEY (device_id, pstart)) WITHOUT ROWID;
+   CREATE TABLE shared (
+     device_id INTEGER NOT NULL REFERENCES devices(id), pstart INTEGER NOT NULL, length INTEGER NOT NULL,
+     refs INTEGER NOT NULL CHECK (refs >= 2), PRIMARY KEY (device_id, pstart)) WITHOUT ROWID;
+   CREATE TABLE jobs (
+     id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, disk TEXT, device TEXT, params TEXT NOT NULL,
+     state TEXT NOT NULL, done INTEGER NOT NULL DEFAULT 0, total INTEGER NOT NULL DEFAULT 0,
+     checkpoint TEXT NOT NULL DEFAULT '{}', error TEXT, stats TEXT NOT NULL DEFAULT '{}',
+     created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
+   INSERT INTO meta (key, value) VALUES ('space_tracked', '0');`,
 ]
 
 export function dbFile(dataDir: string): string {
@@ -42,18 +74,25 @@ function corrupt(file: string, why: string): VstorError {
 /** Open (creating if needed), verify and migrate the database in dataDir. */
 export async function openDatabase(dataDir: string): Promise<Db> {
   fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 })
+  fs.chmodSync(dataDir, 0o700) // the database names every device and disk: root only
   const file = dbFile(dataDir)
   checkHeader(file)
+  const lock = await DataDirLock.acquire(dataDir)
   let db: Db
   try {
     db = await Db.open(file)
   } catch (e) {
+    await lock.release()
     throw corrupt(file, (e as Error).message)
   }
+  db.onClose(() => lock.release())
   try {
     await verify(db, file)
     await migrate(db, file)
     await db.exec('PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000')
+    for (const f of [file, `${file}-wal`, `${file}-shm`, path.join(dataDir, 'controller.lock')]) {
+      if (fs.existsSync(f)) fs.chmodSync(f, 0o600)
+    }
     return db
   } catch (e) {
     await db.close().catch(() => undefined)
@@ -82,17 +121,10 @@ function checkHeader(file: string): void {
 async function verify(db: Db, file: string): Promise<void> {
   let check: { quick_check: string } | undefined
   try {
-    // exclusive: the first write takes a file lock held until close, so a second
-    // controller on the same data dir is refused instead of diverging from us
-    await db.exec('PRAGMA locking_mode = EXCLUSIVE; PRAGMA journal_mode = WAL; BEGIN IMMEDIATE; COMMIT')
+    // normal locking: readers (online backups) may open the file; lock.ts keeps other controllers out
+    await db.exec('PRAGMA journal_mode = WAL; BEGIN IMMEDIATE; COMMIT')
     check = await db.get<{ quick_check: string }>('PRAGMA quick_check')
   } catch (e) {
-    if ((e as { code?: string }).code === 'SQLITE_BUSY') {
-      throw new VstorError(
-        'CONTROLLER_RUNNING',
-        `database ${file} is already in use by another controller: stop it first (\`vstor controller stop\`)`,
-      )
-    }
     throw corrupt(file, (e as Error).message)
   }
   if (check?.quick_check !== 'ok') throw corrupt(file, `quick_check: ${check?.quick_check ?? 'no answer'}`)

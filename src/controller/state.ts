@@ -1,14 +1,24 @@
-// The controller's model: devices, disks and their tables, mirrored from
-// SQLite. Invariants: SQLite is written first (one transaction per change)
-// and memory is changed only after the commit succeeded; every table change
-// bumps the one global generation; the allocator's free lists are the
-// complement of all mapped extents.
+// The controller's model: devices, disks and their tables, and where free
+// space stands, mirrored from SQLite.
+//
+// Invariants:
+//   * SQLite is written first (one transaction per change) and memory changes
+//     only after the commit succeeded; every table change bumps the one global
+//     generation;
+//   * every data byte of a device is in exactly one of: mapped (by extents of
+//     disks), quarantined (freed at a generation some known agent may not have
+//     applied yet), dirty free, clean free (see allocator.ts and space.ts);
+//   * space a change stops mapping is quarantined at the change's generation,
+//     never handed out directly: an agent with an older table may still write it.
+// Loading and the start-time integrity check live in load.ts.
 
+import crypto from 'node:crypto'
 import { LABEL_AREA, UNIT } from '../config'
 import { VstorError } from '../errors'
 import type { DeviceInfo, DiskInfo, DiskMap } from '../protocol/messages'
 import { Flag, NO_DEVICE, Table, type Change, type Extent } from '../table/table'
-import { Allocator } from './allocator'
+import { subtractDeviceRanges } from '../table/arrays'
+import { Allocator, type Span } from './allocator'
 import type { Db, SqlParam } from './db'
 import { Mutex } from './mutex'
 
@@ -23,14 +33,24 @@ export interface DeviceRec {
   health: 'ok' | 'error'
   errors: number
   createdAt: string
+  /** evacuating: nothing new is allocated here while a job moves everything off; evacuated: empty, ready to remove. */
+  state: DeviceState
 }
+export type DeviceState = 'active' | 'evacuating' | 'evacuated'
 export interface DiskRec {
   id: number
+  /** Identity beyond the name: a new disk of the same name has another uid. */
+  uid: string
   name: string
   size: number
   thin: boolean
   createdAt: string
   table: Table
+  origin: string | null
+  readonly: boolean
+}
+export interface QEntry extends Span {
+  generation: number
 }
 
 /** plan() returns an empty change when the table already says what was asked. */
@@ -42,79 +62,43 @@ export function capacity(size: number): number {
   return Math.max(0, Math.floor((size - LABEL_AREA) / UNIT) * UNIT)
 }
 
-interface ExtentRow {
-  disk_id: number
-  vstart: number
-  length: number
-  device_id: number | null
-  pstart: number
-  flags: number
+/** The mapped parts of extents as device spans. */
+export function spansOf(extents: Iterable<Extent>): Span[] {
+  const out: Span[] = []
+  for (const e of extents) if (e.device !== NO_DEVICE) out.push({ device: e.device, pstart: e.pstart, length: e.length })
+  return out
+}
+
+export interface CommitOptions {
+  /** Lazy: no fsync (WAL synchronous=NORMAL) until the next barrier; agents learn it is lazy. */
+  durable?: boolean
+  /** The caller took the newly mapped spans from the allocator already (reserved while it zeroed or copied). */
+  preTaken?: boolean
+  /** More statements in the same transaction (dirty rows, job checkpoints …). */
+  extra?: () => Promise<void>
 }
 
 export class State {
-  /** Serializes every mutating operation (plan → commit → apply → push). */
+  /** Serializes every mutation: plan → commit → apply → enqueue. Never held across an agent round trip. */
   readonly lock = new Mutex()
   readonly devices = new Map<number, DeviceRec>()
   readonly disks = new Map<string, DiskRec>()
   readonly alloc = new Allocator()
+  /** Freed space waiting for every known agent to pass its generation (space.ts releases it). */
+  quarantine: QEntry[] = []
   controllerId = ''
   generation = 0
+  /** Every commit up to this generation is on disk (lazy commits after it wait for a barrier). */
+  durable = 0
 
-  private constructor(readonly db: Db) {}
+  constructor(readonly db: Db) {}
 
-  static async load(db: Db): Promise<State> {
-    const s = new State(db)
-    const meta = await db.all<{ key: string; value: string }>('SELECT key, value FROM meta')
-    const m = new Map(meta.map((r) => [r.key, r.value]))
-    s.controllerId = m.get('controller_id') ?? ''
-    s.generation = Number(m.get('generation') ?? 0)
-    const corrupt = (why: string) =>
-      new VstorError('DB_CORRUPT', `database ${db.file} is inconsistent (${why}): restore it from backup (see vstor-controller(8))`)
-    for (const r of await db.all<Record<string, string | number>>('SELECT * FROM devices ORDER BY id')) {
-      const d: DeviceRec = {
-        id: Number(r.id),
-        name: String(r.name),
-        path: String(r.path),
-        uuid: String(r.uuid),
-        kind: r.kind === 'block' ? 'block' : 'file',
-        size: Number(r.size),
-        dataStart: Number(r.data_start),
-        health: r.health === 'error' ? 'error' : 'ok',
-        errors: Number(r.errors),
-        createdAt: String(r.created_at),
-      }
-      s.devices.set(d.id, d)
-      s.alloc.addDevice(d.id, d.dataStart, d.dataStart + capacity(d.size))
-    }
-    const byDisk = new Map<number, Extent[]>()
-    const mapped: Extent[] = []
-    for (const r of await db.all<ExtentRow>('SELECT * FROM extents ORDER BY disk_id, vstart')) {
-      const e: Extent = { vstart: r.vstart, length: r.length, device: r.device_id ?? NO_DEVICE, pstart: r.pstart, flags: r.flags }
-      let list = byDisk.get(r.disk_id)
-      if (!list) byDisk.set(r.disk_id, (list = []))
-      list.push(e)
-      if (e.device !== NO_DEVICE) mapped.push(e)
-    }
-    for (const r of await db.all<Record<string, string | number>>('SELECT * FROM disks ORDER BY id')) {
-      const id = Number(r.id)
-      const size = Number(r.size)
-      let table: Table
-      try {
-        table = new Table(size, byDisk.get(id) ?? [], Number(r.generation))
-        table.assertInvariant()
-      } catch (e) {
-        throw corrupt(`disk ${r.name}: ${(e as Error).message}`)
-      }
-      s.disks.set(String(r.name), { id, name: String(r.name), size, thin: Number(r.thin) !== 0, createdAt: String(r.created_at), table })
-    }
-    // in device order, so each reservation splits the last free run
-    mapped.sort((a, b) => a.device - b.device || a.pstart - b.pstart)
-    try {
-      s.alloc.reserve(mapped)
-    } catch (e) {
-      throw corrupt(`extents overlap on a device or lie outside it: ${(e as Error).message}`)
-    }
-    return s
+  /** Make every commit so far durable (an agent's fsync after lazy allocations). */
+  async barrier(): Promise<number> {
+    const gen = this.generation
+    await this.db.barrier()
+    this.durable = Math.max(this.durable, gen)
+    return gen
   }
 
   disk(name: string): DiskRec {
@@ -128,10 +112,22 @@ export class State {
     throw new VstorError('NOT_FOUND', `no device named '${name}'; see \`vstor device list\``)
   }
 
-  /** Ids of devices new space may come from: healthy ones, optionally restricted by name. */
+  /** Ids of devices new space may come from: healthy, not evacuating, optionally restricted by name. */
   allocatable(names?: string[]): number[] {
-    if (names && names.length > 0) return names.map((n) => this.deviceByName(n).id)
-    return [...this.devices.values()].filter((d) => d.health === 'ok').map((d) => d.id)
+    if (names && names.length > 0) {
+      return names.map((n) => {
+        const d = this.deviceByName(n)
+        if (d.state !== 'active') throw new VstorError('DEVICE_BUSY', `device '${n}' is ${d.state}; choose another`)
+        return d.id
+      })
+    }
+    return [...this.devices.values()].filter((d) => d.health === 'ok' && d.state === 'active').map((d) => d.id)
+  }
+
+  quarantinedBytes(device: number): number {
+    let s = 0
+    for (const q of this.quarantine) if (q.device === device) s += q.length
+    return s
   }
 
   deviceInfo(d: DeviceRec): DeviceInfo {
@@ -147,7 +143,10 @@ export class State {
       capacity: cap,
       used: cap - free,
       free,
+      quarantined: this.quarantinedBytes(d.id),
+      scrubbing: this.alloc.dirtyBytes(d.id),
       health: d.health,
+      state: d.state,
       errors: d.errors,
     }
   }
@@ -178,13 +177,13 @@ export class State {
     return { name: d.name, size: d.size, generation: d.table.generation, extents }
   }
 
-  private async bumpGeneration(): Promise<number> {
+  async bumpGeneration(): Promise<number> {
     const gen = this.generation + 1
     await this.db.run("UPDATE meta SET value = ? WHERE key = 'generation'", [String(gen)])
     return gen
   }
 
-  private async insertExtents(diskId: number, extents: Extent[]): Promise<void> {
+  async insertExtents(diskId: number, extents: Extent[]): Promise<void> {
     // multi-row inserts: one round trip per 1000 rows keeps million-extent tables quick
     const BATCH = 1000
     for (let i = 0; i < extents.length; i += BATCH) {
@@ -198,63 +197,91 @@ export class State {
     }
   }
 
+  /** Quarantine rows for spans freed at `gen` (inside a transaction); memory follows in applyQuarantine. */
+  async insertQuarantine(spans: Span[], gen: number): Promise<void> {
+    for (const s of spans)
+      await this.db.run('INSERT INTO quarantine (device_id, pstart, length, generation) VALUES (?, ?, ?, ?)', [
+        s.device,
+        s.pstart,
+        s.length,
+        gen,
+      ])
+  }
+
+  applyQuarantine(spans: Span[], gen: number): void {
+    for (const s of spans) this.quarantine.push({ ...s, generation: gen })
+  }
+
   /**
-   * Commit a planned change of one disk to SQLite (one transaction, with
-   * `extra` statements), then apply it in memory. Returns the new generation.
+   * Commit a planned change of one disk to SQLite (one transaction, with `extra`), then apply it in
+   * memory: newly mapped spans leave the free sets (unless preTaken), spans no longer mapped go to
+   * quarantine at the new generation. Returns the new generation.
    */
-  async commitChange(disk: DiskRec, change: Change, extra?: () => Promise<void>, opts: { durable?: boolean } = {}): Promise<number> {
+  async commitChange(disk: DiskRec, change: Change, opts: CommitOptions = {}): Promise<number> {
     if (isEmpty(change)) {
-      // nothing in the table changes: no generation, only the extra statements
-      if (extra) await this.db.tx(extra)
+      if (opts.extra) await this.db.tx(opts.extra)
       return this.generation
     }
     const t = disk.table
     const old = t.slice(change.start, change.end)
+    const freed = spansOf(subtractDeviceRanges(old, change.extents))
+    const gained = spansOf(subtractDeviceRanges(change.extents, old))
+    if (!opts.preTaken) this.alloc.take(gained) // throws before anything is written if a byte is not free
     let gen = 0
-    await this.db.tx(async () => {
-      await this.db.run('DELETE FROM extents WHERE disk_id = ? AND vstart >= ? AND vstart < ?', [disk.id, change.start, change.end])
-      if (change.start > 0) {
-        // the extent cut by the change's start keeps its head
-        const i = t.find(change.start)
-        if (t.vstart(i) < change.start)
-          await this.db.run('UPDATE extents SET length = ? WHERE disk_id = ? AND vstart = ?', [
-            change.start - t.vstart(i),
-            disk.id,
-            t.vstart(i),
-          ])
-      }
-      if (change.end < t.size) {
-        // the extent cut by the change's end keeps its tail
-        const i = t.find(change.end)
-        if (t.vstart(i) < change.end) {
-          const e = t.get(i)
-          const cut = change.end - e.vstart
-          await this.insertExtents(disk.id, [
-            {
-              vstart: change.end,
-              length: e.length - cut,
-              device: e.device,
-              pstart: e.device === NO_DEVICE ? 0 : e.pstart + cut,
-              flags: e.flags,
-            },
-          ])
-        }
-      }
-      await this.insertExtents(disk.id, change.extents)
-      gen = await this.bumpGeneration()
-      await this.db.run('UPDATE disks SET generation = ? WHERE id = ?', [gen, disk.id])
-      if (extra) await extra()
-    }, opts)
-    this.alloc.release(old)
-    this.alloc.reserve(change.extents)
+    try {
+      await this.db.tx(
+        async () => {
+          await this.writeChange(disk, change)
+          gen = await this.bumpGeneration()
+          await this.db.run('UPDATE disks SET generation = ? WHERE id = ?', [gen, disk.id])
+          await this.insertQuarantine(freed, gen)
+          if (opts.extra) await opts.extra()
+        },
+        { durable: opts.durable ?? true },
+      )
+    } catch (e) {
+      if (!opts.preTaken) this.alloc.give(gained, false)
+      throw e
+    }
+    this.applyQuarantine(freed, gen)
     t.apply(change, gen)
     this.generation = gen
+    if (opts.durable ?? true) this.durable = gen
     return gen
   }
 
-  /** Insert a new disk with its table's extents (already planned by the allocator). */
-  async createDisk(name: string, size: number, thin: boolean, extents: Extent[]): Promise<DiskRec> {
+  /** The rows of a change: the cut extents keep their outside parts, the change's extents replace the rest. */
+  private async writeChange(disk: DiskRec, change: Change): Promise<void> {
+    const t = disk.table
+    await this.db.run('DELETE FROM extents WHERE disk_id = ? AND vstart >= ? AND vstart < ?', [disk.id, change.start, change.end])
+    if (change.start > 0) {
+      const i = t.find(change.start)
+      if (t.vstart(i) < change.start)
+        await this.db.run('UPDATE extents SET length = ? WHERE disk_id = ? AND vstart = ?', [change.start - t.vstart(i), disk.id, t.vstart(i)])
+    }
+    if (change.end < t.size) {
+      const i = t.find(change.end)
+      if (t.vstart(i) < change.end) {
+        const e = t.get(i)
+        const cut = change.end - e.vstart
+        await this.insertExtents(disk.id, [
+          { vstart: change.end, length: e.length - cut, device: e.device, pstart: e.device === NO_DEVICE ? 0 : e.pstart + cut, flags: e.flags },
+        ])
+      }
+    }
+    await this.insertExtents(disk.id, change.extents)
+  }
+
+  /** Insert a new disk with its table's extents (planned by the allocator and taken already). */
+  async createDisk(
+    name: string,
+    size: number,
+    thin: boolean,
+    extents: Extent[],
+    opts: { extra?: () => Promise<void>; origin?: string | null; readonly?: boolean } = {},
+  ): Promise<DiskRec> {
     const createdAt = new Date().toISOString()
+    const uid = crypto.randomUUID().replace(/-/g, '')
     let id = 0
     let gen = 0
     const table = new Table(size, extents, this.generation)
@@ -262,46 +289,58 @@ export class State {
     await this.db.tx(async () => {
       gen = await this.bumpGeneration()
       id = (
-        await this.db.run('INSERT INTO disks (name, size, thin, generation, created_at) VALUES (?, ?, ?, ?, ?)', [
+        await this.db.run('INSERT INTO disks (name, size, thin, generation, created_at, uid, origin, readonly) VALUES (?, ?, ?, ?, ?, ?, ?, ?)', [
           name,
           size,
           thin ? 1 : 0,
           gen,
           createdAt,
+          uid,
+          opts.origin ?? null,
+          opts.readonly ? 1 : 0,
         ])
       ).lastID
       await this.insertExtents(id, table.all())
+      if (opts.extra) await opts.extra()
     })
     table.generation = gen
-    this.alloc.reserve(table.all())
-    const disk: DiskRec = { id, name, size, thin, createdAt, table }
+    const disk: DiskRec = { id, uid, name, size, thin, createdAt, table, origin: opts.origin ?? null, readonly: !!opts.readonly }
     this.disks.set(name, disk)
     this.generation = gen
+    this.durable = gen
     return disk
   }
 
+  /** Delete a disk; its space goes to quarantine at the delete's generation. */
   async deleteDisk(disk: DiskRec): Promise<number> {
+    const freed = spansOf(disk.table.all())
     let gen = 0
     await this.db.tx(async () => {
       await this.db.run('DELETE FROM disks WHERE id = ?', [disk.id])
       gen = await this.bumpGeneration()
+      await this.insertQuarantine(freed, gen)
     })
     this.disks.delete(disk.name)
-    this.alloc.release(disk.table.all())
+    this.applyQuarantine(freed, gen)
     this.generation = gen
+    this.durable = gen
     return gen
   }
 
+  /** A new device: its whole data area is dirty until the scrubber zeroed it. */
   async insertDevice(d: Omit<DeviceRec, 'id'>): Promise<DeviceRec> {
-    const r = await this.db.tx(() =>
-      this.db.run(
-        'INSERT INTO devices (name, path, uuid, kind, size, data_start, health, errors, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
-        [d.name, d.path, d.uuid, d.kind, d.size, d.dataStart, d.health, d.errors, d.createdAt],
-      ),
-    )
+    const cap = capacity(d.size)
+    const r = await this.db.tx(async () => {
+      const row = await this.db.run(
+        'INSERT INTO devices (name, path, uuid, kind, size, data_start, health, errors, created_at, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+        [d.name, d.path, d.uuid, d.kind, d.size, d.dataStart, d.health, d.errors, d.createdAt, d.state],
+      )
+      if (cap > 0) await this.db.run('INSERT INTO dirty (device_id, pstart, length) VALUES (?, ?, ?)', [row.lastID, d.dataStart, cap])
+      return row
+    })
     const rec: DeviceRec = { ...d, id: r.lastID }
     this.devices.set(rec.id, rec)
-    this.alloc.addDevice(rec.id, rec.dataStart, rec.dataStart + capacity(rec.size))
+    this.alloc.addDevice(rec.id, rec.dataStart, rec.dataStart + cap, true)
     return rec
   }
 
@@ -314,7 +353,15 @@ export class State {
   /** Disks with extents on a device. */
   usersOf(device: number): string[] {
     const out: string[] = []
-    for (const d of this.disks.values()) if (d.table.all().some((e) => e.device === device)) out.push(d.name)
+    for (const d of this.disks.values()) {
+      const t = d.table
+      for (let i = 0; i < t.count; i++) {
+        if (t.device(i) === device) {
+          out.push(d.name)
+          break
+        }
+      }
+    }
     return out
   }
 }

@@ -1,90 +1,60 @@
-// Writes zeros over space just planned for a thick disk, before the disk is
-// committed (`disk create --zero`, like `lvcreate --zero` or qemu-img
-// preallocation=full), so the disk never shows bytes a deleted disk left behind.
+// Zeroing space before a disk maps it (thick create of dirty space, --zero,
+// resize), through the device layer (fallocate ZERO_RANGE, BLKZEROOUT or zero
+// writes: see src/device), off the controller's event loop.
 //
-// Invariants: the caller holds the state lock and has not committed the pieces,
-// so nothing else allocates, reads or writes them meanwhile; every byte of every
-// piece is written (positional writes from one reused zero buffer) and each
-// device is fdatasync'ed before zeroFill resolves; on any failure it throws a
-// VstorError naming the device and the offset, and the caller commits nothing.
-// Progress is reported at most once per `everyMs`, plus always at the start and
-// when done === total.
+// Invariants: every byte of every piece reads zeros and is fdatasync'ed before
+// zeroPieces resolves; on any failure it throws a VstorError naming the device
+// and offset, and the caller commits nothing. Progress is reported at most once
+// per `everyMs`, plus always at the start and when done === total.
 
-import fs from 'node:fs/promises'
 import { VstorError } from '../errors'
 import { MiB } from '../size'
+import type { Piece } from './allocator'
+import type { Ctx } from './context'
 
-/** One run of bytes to zero: absolute offsets in the device's file or block device. */
-export interface ZeroPiece {
-  device: string // device name, for messages
-  path: string
-  pstart: number
-  length: number
-}
-
-export const ZERO_CHUNK = 8 * MiB
+/** Zeroed per device call, so progress moves and a huge disk is not one syscall. */
+export const ZERO_CHUNK = 64 * MiB
 
 type Report = (done: number, total: number) => void
 
-function failure(piece: ZeroPiece, offset: number, what: string, e: unknown): VstorError {
-  const err = e as NodeJS.ErrnoException
-  const why = err.code ? `${err.code} (${err.message})` : String(err.message ?? e)
-  return new VstorError(
-    'DEVICE_INVALID',
-    `zeroing the new disk failed: ${what} device '${piece.device}' (${piece.path}) at offset ${offset}: ${why}; ` +
-      'the disk was not created: check the device, or remove it from the pool with `vstor device remove`',
-  )
-}
-
-/** Zero every piece, device by device, reporting bytes done of the total. */
-export async function zeroFill(pieces: ZeroPiece[], report: Report = () => {}, everyMs = 100): Promise<void> {
+export async function zeroPieces(ctx: Pick<Ctx, 'state' | 'io'>, pieces: Piece[], report: Report = () => {}, everyMs = 100): Promise<void> {
   const total = pieces.reduce((s, p) => s + p.length, 0)
+  if (total === 0) return
   let done = 0
   let last = Date.now()
   report(0, total)
-  const advance = (n: number) => {
-    done += n
-    const now = Date.now()
-    if (done === total || now - last >= everyMs) {
-      last = now
-      report(done, total)
+  const synced = new Set<number>()
+  for (const p of pieces) {
+    const d = ctx.state.devices.get(p.device)
+    if (!d) throw new VstorError('INTERNAL', `device #${p.device} left the pool while space on it was being zeroed`)
+    const fail = (at: number, e: unknown): VstorError => {
+      const err = e as NodeJS.ErrnoException
+      return new VstorError(
+        err.code === 'ENOSPC' ? 'NO_SPACE' : 'DEVICE_INVALID',
+        `zeroing device '${d.name}' (${d.path}) at offset ${at} failed: ${err.code ?? ''} ${err.message}; ` +
+          (err.code === 'ENOSPC' ? 'the file system holding it is full: free space there' : 'check the device (`vstor device check`)') +
+          '; nothing was changed',
+      )
     }
-  }
-  const zeros = Buffer.alloc(Math.min(ZERO_CHUNK, Math.max(total, 1)))
-  const byPath = new Map<string, ZeroPiece[]>()
-  for (const p of pieces) byPath.set(p.path, [...(byPath.get(p.path) ?? []), p])
-  for (const group of byPath.values()) {
-    const first = group[0] as ZeroPiece
-    let fh: fs.FileHandle
-    try {
-      fh = await fs.open(first.path, 'r+') // O_RDWR, never O_CREAT: a missing device must not become a new file
-    } catch (e) {
-      throw failure(first, first.pstart, 'opening', e)
+    const dev = await ctx.io.get(d)
+    for (let pos = p.pstart; pos < p.pstart + p.length; ) {
+      const n = Math.min(ZERO_CHUNK, p.pstart + p.length - pos)
+      await dev.zero(pos, n).catch((e: unknown) => {
+        throw fail(pos, e)
+      })
+      pos += n
+      done += n
+      const now = Date.now()
+      if (done === total || now - last >= everyMs) {
+        last = now
+        report(done, total)
+      }
     }
-    try {
-      for (const p of group) {
-        const end = p.pstart + p.length
-        let pos = p.pstart
-        while (pos < end) {
-          const n = Math.min(zeros.length, end - pos)
-          let wrote: number
-          try {
-            wrote = (await fh.write(zeros, 0, n, pos)).bytesWritten
-          } catch (e) {
-            throw failure(p, pos, 'writing to', e)
-          }
-          if (wrote <= 0) throw failure(p, pos, 'writing to', new Error('the write wrote nothing (end of device?)'))
-          pos += wrote
-          advance(wrote)
-        }
-      }
-      try {
-        await fh.datasync()
-      } catch (e) {
-        throw failure(first, first.pstart, 'flushing (fdatasync)', e)
-      }
-    } finally {
-      await fh.close().catch(() => undefined)
+    if (!synced.has(d.id)) {
+      synced.add(d.id)
+      await dev.syncP().catch((e: unknown) => {
+        throw fail(p.pstart, e)
+      })
     }
   }
 }

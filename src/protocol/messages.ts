@@ -23,11 +23,19 @@ export interface Hello {
   pid?: number
   /** The agent's table generation (0 when it has none); the controller reloads it if different. */
   generation?: number
+  /** The epoch the controller gave this agent process at its first hello (absent on a fresh start). A stale one is refused (fencing). */
+  epoch?: number
+  /** Label uuids of the devices this agent found on its host. */
+  devices?: string[]
+  /** The FUSE front end in use (libfuse3 | fuse-native). */
+  frontend?: string
 }
 export interface HelloReply {
   protocol: number
   controllerId: string
   generation: number
+  /** Agents: the epoch to present on every reconnect of this process. */
+  epoch?: number
 }
 
 export interface WireError {
@@ -45,9 +53,12 @@ export interface DeviceInfo {
   size: number // bytes of the whole file or device
   dataStart: number // first byte used for data (after the label area)
   capacity: number // bytes usable for data
-  used: number
-  free: number
+  used: number // capacity - free: mapped, quarantined and being scrubbed
+  free: number // clean + dirty free space: what new allocations can use
+  quarantined: number // freed, waiting for every agent to apply the change that freed it
+  scrubbing: number // free, not yet zeroed by the scrubber (zeroed before anyone maps it)
   health: DeviceHealth
+  state: 'active' | 'evacuating' | 'evacuated'
   errors: number // device-error faults recorded
 }
 export interface DiskInfo {
@@ -80,9 +91,29 @@ export interface AgentInfo {
   mountpoint: string
   pid: number
   connected: boolean
-  generation: number
+  generation: number // the last generation it acked
   refreshedAt: string | null // ISO time of the last full table replacement
-  openDisks: string[]
+  openDisks: string[] // as last reported; kept while disconnected (its fds may still be open)
+  epoch: number
+  lastSeen: string // ISO time it was last connected
+  frontend: string | null
+  missingDevices: string[] // names of pool devices this agent could not find on its host
+  forgotten: boolean // an admin declared it gone: its acks no longer count, it is refused if it comes back
+}
+export type JobState = 'running' | 'done' | 'failed' | 'cancelled'
+export interface JobInfo {
+  id: number
+  kind: 'move' | 'evacuate'
+  disk: string | null
+  device: string | null
+  state: JobState
+  done: number // bytes
+  total: number // bytes
+  error: string | null
+  createdAt: string
+  updatedAt: string
+  /** Per-chunk stall (writes held) in ms, and copy throughput, as measured so far. */
+  stats: { chunks: number; stallP50Ms: number | null; stallP99Ms: number | null; copyMBps: number | null }
 }
 export interface Status {
   controller: {
@@ -100,11 +131,21 @@ export interface Status {
   devices: DeviceInfo[]
 }
 
-/** Device as the agent needs it to open an fd. */
+/** A device as the controller names it to agents: by label uuid; `hint` is a path to try first (the label is checked). */
 export interface AgentDevice {
   id: number
   name: string
-  path: string
+  uuid: string
+  hint?: string
+}
+/** A disk in a table.load: `uid` is its identity (a re-created disk of the same name has another). */
+export interface LoadDisk {
+  name: string
+  uid: string
+  size: number
+  generation: number
+  bytes: number
+  readonly?: boolean
 }
 
 export type FaultKind = 'unmapped' | 'write-protected' | 'unallocated' | 'device-error'
@@ -122,6 +163,8 @@ export interface FaultReply {
   action: 'retry' | 'deny' | 'fail'
   /** Why, for the log ('pool is full' …). */
   reason?: string
+  /** The errno the I/O gets on deny/fail (default: EROFS for deny, ENOSPC for fail). */
+  errno?: 'ENOSPC' | 'EIO' | 'EROFS'
 }
 
 // ---- Requests: method -> [params, result] ----
@@ -137,6 +180,20 @@ export interface CliMethods {
   'disk.delete': [{ name: string; force?: boolean }, DiskInfo]
   'disk.map': [{ name: string }, DiskMap]
   'extent.set': [{ name: string; offset: number; length: number; set: StateName[]; clear: StateName[] }, DiskMap]
+  'disk.resize': [{ name: string; size: number; shrink?: boolean }, DiskInfo]
+  'disk.move': [{ name: string; to: string; offset?: number; length?: number }, JobInfo]
+  'device.evacuate': [{ name: string; to?: string[] }, JobInfo]
+  /** Re-read the label, test I/O, clear health=error when the device works. */
+  'device.check': [{ name: string }, DeviceInfo]
+  'controller.backup': [{ path: string }, { path: string; bytes: number }]
+  'agent.list': [Record<string, never>, AgentInfo[]]
+  /** Declare an agent gone for good: its epoch rises (it is refused if it comes back), its holds are dropped. */
+  'agent.forget': [{ id: string }, AgentInfo]
+  'job.list': [Record<string, never>, JobInfo[]]
+  'job.get': [{ id: number }, JobInfo]
+  /** Answer when the job has ended; progress notes meanwhile. */
+  'job.wait': [{ id: number }, JobInfo]
+  'job.cancel': [{ id: number }, JobInfo]
 }
 export interface AgentMethods {
   /** Agent -> controller: an I/O could not complete from the table alone. */
@@ -149,12 +206,20 @@ export interface AgentMethods {
    * of their own, as dm-thin commits its metadata on flush).
    */
   'metadata.sync': [Record<string, never>, { generation: number }]
+  /** Agent -> controller on a clean unmount: nothing of it is left (no fds, no table); drop its record. */
+  'agent.bye': [Record<string, never>, Record<string, never>]
 }
 /** Controller -> agent requests. Tables ride as the binary payload (Table.encode). */
 export interface ControllerToAgentMethods {
   /** Replace the agent's whole copy: every disk. Payload: concatenated encoded tables in `disks` order. */
   'table.load': [
-    { generation: number; devices: AgentDevice[]; disks: { name: string; size: number; generation: number; bytes: number }[] },
+    {
+      generation: number
+      /** Every commit up to this generation is durable (fsync needs no metadata.sync for them). */
+      durable: number
+      devices: AgentDevice[]
+      disks: LoadDisk[]
+    },
     { generation: number },
   ]
   /** Apply one change to one disk under the per-range blocking protocol. Payload: encoded extents of the change. */
@@ -162,25 +227,31 @@ export interface ControllerToAgentMethods {
     {
       generation: number
       disk: string
+      uid: string
       size: number
       start: number
       end: number
       devices?: AgentDevice[]
-      /** The change maps units just allocated from Zero: the agent writes zeros to them (while the range is blocked) before it applies the change, so stale device bytes never show. */
-      zeroFill?: boolean
+      /** Committed without fsync: an fsync of this disk asks for metadata.sync first. */
+      lazy?: boolean
     },
     { generation: number },
   ]
   /** A disk was created (payload: its encoded table). */
-  'disk.add': [{ generation: number; disk: string; size: number; devices?: AgentDevice[] }, { generation: number }]
-  /** A disk was deleted. */
-  'disk.remove': [{ generation: number; disk: string }, { generation: number }]
+  'disk.add': [
+    { generation: number; disk: string; uid: string; size: number; readonly?: boolean; devices?: AgentDevice[] },
+    { generation: number },
+  ]
+  /** A disk was deleted: open fds of it get EIO. */
+  'disk.remove': [{ generation: number; disk: string; uid: string }, { generation: number }]
+  /** A disk changed size: the whole new table is the payload; open fds keep working. */
+  'table.resize': [{ generation: number; disk: string; uid: string; size: number }, { generation: number }]
 }
 /** Notes (no answer). */
 export interface Notes {
   /** Agent -> controller: which disks it has open now (sent on every change). */
   'agent.open': { disks: string[] }
-  /** Controller -> CLI, during a long request on that connection (disk.create --zero): bytes done of total. */
+  /** Controller -> CLI, during a long request on that connection (disk.create, job.wait): bytes done of total. */
   progress: { op: string; done: number; total: number }
 }
 

@@ -64,7 +64,7 @@ function refine<T>(c: Check<T>, rule: (v: T) => string | null): Check<T> {
 
 const stateName = oneOf<StateName>('invalid', 'no-write', 'zero', 'error')
 const empty = obj({})
-const agentDevice = obj({ id: int, name: str, path: str })
+const agentDevice = obj({ id: int, name: str, uuid: str, hint: opt(str) })
 const range = (p: { start: number; end: number; size: number }) =>
   p.start > p.end ? 'has start after end' : p.end > p.size ? 'has end past the disk size' : null
 
@@ -80,6 +80,17 @@ const validators: { [M in keyof AllMethods]: Check<AllMethods[M][0]> } & { [N in
   'disk.delete': obj({ name: str, force: opt(bool) }),
   'disk.map': obj({ name: str }),
   'extent.set': obj({ name: str, offset: int, length: int, set: arrayOf(stateName), clear: arrayOf(stateName) }),
+  'disk.resize': obj({ name: str, size: int, shrink: opt(bool) }),
+  'disk.move': obj({ name: str, to: str, offset: opt(int), length: opt(int) }),
+  'device.evacuate': obj({ name: str, to: opt(arrayOf(str)) }),
+  'device.check': obj({ name: str }),
+  'controller.backup': obj({ path: str }),
+  'agent.list': empty,
+  'agent.forget': obj({ id: str }),
+  'job.list': empty,
+  'job.get': obj({ id: int }),
+  'job.wait': obj({ id: int }),
+  'job.cancel': obj({ id: int }),
   // agent -> controller
   fault: obj({
     disk: str,
@@ -92,18 +103,21 @@ const validators: { [M in keyof AllMethods]: Check<AllMethods[M][0]> } & { [N in
   }),
   'agent.sync': obj({ generation: int }),
   'metadata.sync': obj({}),
+  'agent.bye': obj({}),
   // controller -> agent
   'table.load': obj({
     generation: int,
+    durable: int,
     devices: arrayOf(agentDevice),
-    disks: arrayOf(obj({ name: str, size: int, generation: int, bytes: int })),
+    disks: arrayOf(obj({ name: str, uid: str, size: int, generation: int, bytes: int, readonly: opt(bool) })),
   }),
   'table.update': refine(
-    obj({ generation: int, disk: str, size: int, start: int, end: int, devices: opt(arrayOf(agentDevice)), zeroFill: opt(bool) }),
+    obj({ generation: int, disk: str, uid: str, size: int, start: int, end: int, devices: opt(arrayOf(agentDevice)), lazy: opt(bool) }),
     range,
   ),
-  'disk.add': obj({ generation: int, disk: str, size: int, devices: opt(arrayOf(agentDevice)) }),
-  'disk.remove': obj({ generation: int, disk: str }),
+  'disk.add': obj({ generation: int, disk: str, uid: str, size: int, readonly: opt(bool), devices: opt(arrayOf(agentDevice)) }),
+  'disk.remove': obj({ generation: int, disk: str, uid: str }),
+  'table.resize': obj({ generation: int, disk: str, uid: str, size: int }),
   // notes
   'agent.open': obj({ disks: arrayOf(str) }),
   progress: refine(obj({ op: str, done: int, total: int }), (p) => (p.done > p.total ? 'has done past total' : null)),
@@ -126,6 +140,9 @@ const helloShape = obj({
   mountpoint: opt(str),
   pid: opt(int),
   generation: opt(int),
+  epoch: opt(int),
+  devices: opt(arrayOf(str)),
+  frontend: opt(str),
 })
 
 function checkVersion(v: unknown, who: string): void {
@@ -147,5 +164,5 @@ export function validateHello(hello: unknown): Hello {
 /** The controller's answer to hello. */
 export function validateHelloReply(reply: unknown): HelloReply {
   checkVersion(reply, 'the controller')
-  return obj({ protocol: int, controllerId: str, generation: int })(reply, 'hello reply')
+  return obj({ protocol: int, controllerId: str, generation: int, epoch: opt(int) })(reply, 'hello reply')
 }

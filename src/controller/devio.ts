@@ -1,0 +1,37 @@
+// The controller's own handles on pool devices (zeroing, scrubbing, copies),
+// through the one device layer the agents use too.
+// Invariants: one open Device per device id, opened with its label uuid
+// checked (a wrong disk at the recorded path is never written); opening is
+// async and shared by concurrent callers; close() waits for in-flight I/O.
+
+import { openDevice, type Device } from '../device'
+import { VstorError } from '../errors'
+import type { DeviceRec } from './state'
+
+export class DeviceIo {
+  private readonly open = new Map<number, Promise<Device>>()
+
+  /** The device's handle, opened on first use. Rejects with what went wrong (missing path, wrong label …). */
+  get(d: DeviceRec): Promise<Device> {
+    const have = this.open.get(d.id)
+    if (have) return have
+    const p = openDevice(d.path, { uuid: d.uuid, mode: 'async' }).catch((e: Error) => {
+      this.open.delete(d.id)
+      if (e instanceof VstorError) throw e
+      throw new VstorError('DEVICE_INVALID', `cannot open device '${d.name}' at ${d.path}: ${e.message}`)
+    })
+    this.open.set(d.id, p)
+    return p
+  }
+
+  /** Forget (and close) a handle: the device left the pool, or it failed and should be reopened. */
+  async drop(id: number): Promise<void> {
+    const p = this.open.get(id)
+    this.open.delete(id)
+    if (p) await p.then((d) => d.close()).catch(() => undefined)
+  }
+
+  async closeAll(): Promise<void> {
+    await Promise.all([...this.open.keys()].map((id) => this.drop(id)))
+  }
+}

@@ -1,0 +1,144 @@
+// Freed space on its way back to the pool: quarantine → dirty → clean.
+//
+// Invariants:
+//   * a quarantined span (freed at generation G) stays unusable until every
+//     known agent acked >= G or was forgotten: no agent with an older table can
+//     still write it when it is handed out again;
+//   * released space is dirty: it may hold another disk's bytes; allocations
+//     zero dirty pieces before they commit, and the scrubber zeroes the rest in
+//     the background (discard: punch hole / BLKZEROOUT), fdatasyncs, and only
+//     then marks it clean;
+//   * a range being scrubbed is in neither free set, so no allocation can take
+//     it (and have a write punched away later);
+//   * the `dirty` rows are a superset of dirty free space; every state change
+//     is committed before memory changes.
+
+import type { Span } from './allocator'
+import type { Agents } from './agents'
+import type { DeviceIo } from './devio'
+import { log } from './log'
+import type { State } from './state'
+
+/** Largest piece the scrubber zeroes at once (it holds that much out of the pool meanwhile). */
+export const SCRUB_CHUNK = 256 * 2 ** 20
+
+/** Replace dirty rows over [start, end) of a device by the parts outside it (inside a transaction). */
+export async function trimDirty(state: State, device: number, start: number, end: number): Promise<void> {
+  const rows = await state.db.all<{ pstart: number; length: number }>(
+    'SELECT pstart, length FROM dirty WHERE device_id = ? AND pstart < ? AND pstart + length > ?',
+    [device, end, start],
+  )
+  for (const r of rows) {
+    await state.db.run('DELETE FROM dirty WHERE device_id = ? AND pstart = ?', [device, r.pstart])
+    if (r.pstart < start) await state.db.run('INSERT INTO dirty (device_id, pstart, length) VALUES (?, ?, ?)', [device, r.pstart, start - r.pstart])
+    const rend = r.pstart + r.length
+    if (rend > end) await state.db.run('INSERT INTO dirty (device_id, pstart, length) VALUES (?, ?, ?)', [device, end, rend - end])
+  }
+}
+
+export class Space {
+  private kicked = false
+  private releasing: Promise<void> | null = null
+  private scrubbing: Promise<void> | null = null
+  private stopped = false
+  /** Devices whose last scrub failed: retried after this time (ms epoch). */
+  private readonly backoff = new Map<number, number>()
+
+  constructor(
+    private readonly state: State,
+    private readonly agents: Agents,
+    private readonly io: DeviceIo,
+  ) {}
+
+  /** Something changed (an ack, a forget, a release): release what is safe, scrub what is dirty. Debounced. */
+  kick(): void {
+    if (this.kicked || this.stopped) return
+    this.kicked = true
+    setImmediate(() => {
+      this.kicked = false
+      this.releasing ??= this.release()
+        .catch((e: Error) => log(`quarantine release failed: ${e.message}`))
+        .finally(() => {
+          this.releasing = null
+          this.scrubbing ??= this.scrub().finally(() => (this.scrubbing = null))
+        })
+    })
+  }
+
+  /** Wait for the current release and scrub passes (stop, tests). */
+  async idle(): Promise<void> {
+    while (this.releasing || this.scrubbing || this.kicked) {
+      await this.releasing
+      await this.scrubbing
+      if (this.kicked) await new Promise((r) => setImmediate(r))
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true
+    await this.releasing
+    await this.scrubbing
+  }
+
+  /** Quarantine entries every known agent has passed become dirty free space. */
+  private async release(): Promise<void> {
+    const { state } = this
+    await state.lock.run(async () => {
+      const min = this.agents.minGeneration()
+      const ready = state.quarantine.filter((q) => q.generation <= min && state.devices.has(q.device))
+      if (ready.length === 0) return
+      await state.db.tx(async () => {
+        for (const q of ready) {
+          await state.db.run('DELETE FROM quarantine WHERE device_id = ? AND pstart = ?', [q.device, q.pstart])
+          await state.db.run('INSERT OR REPLACE INTO dirty (device_id, pstart, length) VALUES (?, ?, ?)', [q.device, q.pstart, q.length])
+        }
+      })
+      const gone = new Set(ready)
+      state.quarantine = state.quarantine.filter((q) => !gone.has(q))
+      state.alloc.give(ready, true)
+      log(`released ${ready.length} quarantined range(s) (every agent is at generation ${min === Infinity ? 'any' : min} or later)`)
+    })
+  }
+
+  /** Zero dirty free space, one chunk at a time, until none is left (or a device fails: retried later). */
+  private async scrub(): Promise<void> {
+    while (!this.stopped) {
+      const pick = await this.state.lock.run(async () => this.take())
+      if (!pick) return
+      const d = this.state.devices.get(pick.device)
+      let ok = false
+      try {
+        if (!d) throw new Error('the device left the pool')
+        const dev = await this.io.get(d)
+        await dev.discard(pick.pstart, pick.length)
+        await dev.syncP()
+        ok = true
+      } catch (e) {
+        this.backoff.set(pick.device, Date.now() + 30_000)
+        log(`scrubbing device ${d?.name ?? `#${pick.device}`} [${pick.pstart}, +${pick.length}) failed: ${(e as Error).message}; retrying in 30 s`)
+        setTimeout(() => this.kick(), 30_000).unref()
+      }
+      await this.state.lock.run(async () => {
+        if (!this.state.devices.has(pick.device)) return
+        if (ok) {
+          await this.state.db.tx(() => trimDirty(this.state, pick.device, pick.pstart, pick.pstart + pick.length))
+          this.state.alloc.give([pick], false)
+        } else this.state.alloc.give([pick], true)
+      })
+    }
+  }
+
+  /** Under the lock: take the next dirty chunk out of the pool, or null. */
+  private take(): Span | null {
+    const now = Date.now()
+    for (const device of this.state.alloc.dirty.devices()) {
+      if ((this.backoff.get(device) ?? 0) > now) continue
+      const r = this.state.alloc.dirty.view(device)[0]
+      if (!r) continue
+      const span = { device, pstart: r.start, length: Math.min(SCRUB_CHUNK, r.end - r.start) }
+      this.state.alloc.dirty.remove(device, span.pstart, span.pstart + span.length)
+      return span
+    }
+    return null
+  }
+}
