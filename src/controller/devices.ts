@@ -4,18 +4,18 @@
 
 import crypto from 'node:crypto'
 import { LABEL_AREA } from '../config'
+import { probe, wipeLabel, writeLabel } from '../device'
 import { VstorError } from '../errors'
 import type { DeviceInfo } from '../protocol/messages'
 import { checkName, type Ctx } from './context'
 import { zeroingOn } from './disks'
-import { probe, wipeLabel, writeLabel } from './label'
 import { log } from './log'
 
 export async function deviceAdd(ctx: Ctx, params: { path: string; name?: string }): Promise<DeviceInfo> {
   const { state } = ctx
   return state.lock.run(async () => {
     if (params.name !== undefined) checkName(params.name, 'device')
-    const p = probe(params.path)
+    const p = await probe(params.path)
     for (const d of state.devices.values()) {
       if (d.path === p.path) throw new VstorError('EXISTS', `${p.path} is registered already as device '${d.name}'`)
     }
@@ -34,7 +34,7 @@ export async function deviceAdd(ctx: Ctx, params: { path: string; name?: string 
     } else if (names.has(name)) throw new VstorError('EXISTS', `a device named '${name}' exists already`)
     const uuid = crypto.randomUUID()
     const createdAt = new Date().toISOString()
-    writeLabel(p.path, { version: 1, uuid, controllerId: state.controllerId, name, createdAt })
+    await writeLabel(p.path, { version: 1, uuid, controllerId: state.controllerId, name, createdAt })
     try {
       const d = await state.insertDevice({
         name,
@@ -50,7 +50,7 @@ export async function deviceAdd(ctx: Ctx, params: { path: string; name?: string 
       log(`device ${name} added: ${p.path} (${p.kind}, ${p.size} bytes, uuid ${uuid})`)
       return state.deviceInfo(d)
     } catch (e) {
-      wipeLabel(p.path)
+      await wipeLabel(p.path)
       throw e
     }
   })
@@ -69,7 +69,7 @@ export async function deviceRemove(ctx: Ctx, params: { name: string }): Promise<
     const info = state.deviceInfo(d)
     await state.deleteDevice(d)
     try {
-      wipeLabel(d.path)
+      await wipeLabel(d.path)
     } catch (e) {
       log(`device ${d.name}: could not wipe the label on ${d.path}: ${(e as Error).message}`)
     }
