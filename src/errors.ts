@@ -15,6 +15,7 @@ export const ErrorCodes = {
   DEVICE_TOO_SMALL: 1, // smaller than the label area plus one unit
   DEVICE_LABELLED: 1, // carries a vstor label already
   DEVICE_IN_USE: 1, // block device opened exclusively elsewhere
+  DEVICE_MISMATCH: 1, // the path carries another label than the device's uuid
   DEVICE_BUSY: 1, // extents still use the device
   DISK_OPEN: 1, // an agent has the disk open
   MOUNT_FAILED: 1, // the FUSE mount could not be made

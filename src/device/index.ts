@@ -2,6 +2,7 @@
 // label check, do I/O and space operations on it, read/write/wipe labels, find devices by label.
 // Invariant: agent and controller import devices only from here (internals may change).
 
+export { openDevice, IO_MODES, type Device, type IoCallback, type IoMode, type OpenOptions } from './device'
 export {
   decodeLabel,
   encodeLabel,
@@ -16,4 +17,6 @@ export {
   type Label,
   type Probe,
 } from './label'
+export { scanLabels } from './scan'
+export { expandGlob, expandGlobs } from './glob'
 export type { DeviceKind } from './stat'
