@@ -15,12 +15,12 @@ export const ErrorCodes = {
   DEVICE_TOO_SMALL: 1, // smaller than the label area plus one unit
   DEVICE_LABELLED: 1, // carries a vstor label already
   DEVICE_IN_USE: 1, // block device opened exclusively elsewhere
+  DEVICE_MISMATCH: 1, // the path carries another label than the device's uuid
   DEVICE_BUSY: 1, // extents still use the device
   DISK_OPEN: 1, // an agent has the disk open
   MOUNT_FAILED: 1, // the FUSE mount could not be made
   NOT_MOUNTED: 1, // no vstor agent serves that mountpoint
   MOUNT_BUSY: 1, // files on the mount are still open (loop devices, VMs)
-  DEVICE_MISMATCH: 1, // the label at a device path is not the device asked for
   JOB_NOT_FOUND: 1, // no job with that id
   READ_ONLY: 1, // the disk is a read-only snapshot
   AGENT_UNRESPONSIVE: 3, // an agent that holds the disk did not apply a change in time
