@@ -104,8 +104,8 @@ async function pushBench(n: number, runs: number): Promise<PushResult> {
       const payload = Table.encode(table)
       const t1 = performance.now()
       payloadBytes = payload.length
-      const disks = [{ name: 'big', size: table.size, generation: r + 1, bytes: payload.length }]
-      await conn.request('table.load', { generation: r + 1, devices: [], disks }, { payload, timeoutMs: 60_000 })
+      const disks = [{ name: 'big', uid: 'uid-big', size: table.size, generation: r + 1, bytes: payload.length }]
+      await conn.request('table.load', { generation: r + 1, durable: r + 1, devices: [], disks }, { payload, timeoutMs: 60_000 })
       runsMs.push(performance.now() - t0)
       encodes.push(t1 - t0)
       decodes.push(decodeMs)

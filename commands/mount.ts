@@ -4,6 +4,7 @@ import path from 'node:path'
 import { VstorCommand } from '../src/cli/base'
 import { parseDuration } from '../src/size'
 import type { IoMode } from '../src/agent/store'
+import { parseMode, resolveId } from '../src/cli/ids'
 
 export default class Mount extends VstorCommand {
   static override summary = 'Serve every disk as MOUNTPOINT/NAME.img (starts an agent)'
@@ -17,6 +18,8 @@ export default class Mount extends VstorCommand {
     '<%= config.bin %> mount /mnt/vstor --agent-id host1 --fault-timeout 30s',
     '<%= config.bin %> mount /mnt/vstor --foreground',
     '<%= config.bin %> mount /mnt/vstor --io async',
+    '<%= config.bin %> mount /mnt/vstor --gid kvm --mode 0660',
+    '<%= config.bin %> mount /mnt/vstor --scan "/dev/disk/by-id/*" --scan "/srv/pool/*.img"',
   ]
 
   static override args = {
@@ -41,6 +44,19 @@ export default class Mount extends VstorCommand {
       options: ['sync', 'async'],
       default: 'sync',
     }),
+    scan: Flags.string({
+      description: "where to look for pool devices by their label when the controller's path does not hold them (repeatable)",
+      helpValue: 'GLOB',
+      multiple: true,
+      default: ['/dev/disk/by-id/*'],
+    }),
+    uid: Flags.string({ description: 'owner of the images: a user name or number', helpValue: 'USER', default: '0' }),
+    gid: Flags.string({ description: 'group of the images: a group name or number, e.g. kvm', helpValue: 'GROUP', default: '0' }),
+    mode: Flags.string({
+      description: 'permission bits of the images, octal (the kernel enforces them)',
+      helpValue: 'MODE',
+      default: '0600',
+    }),
   }
 
   async run(): Promise<{ pid: number; mountpoint: string; images: string[] } | undefined> {
@@ -51,6 +67,10 @@ export default class Mount extends VstorCommand {
       socket: this.paths(flags).socket,
       faultTimeoutMs: parseDuration(flags['fault-timeout'], '--fault-timeout'),
       io: flags.io as IoMode,
+      scan: flags.scan,
+      uid: resolveId(flags.uid, '/etc/passwd', '--uid'),
+      gid: resolveId(flags.gid, '/etc/group', '--gid'),
+      mode: parseMode(flags.mode),
       ...(flags['agent-id'] ? { agentId: flags['agent-id'] } : {}),
     }
     const agent = await import('../src/agent/index.js')

@@ -22,6 +22,7 @@ export const ErrorCodes = {
   NOT_MOUNTED: 1, // no vstor agent serves that mountpoint
   MOUNT_BUSY: 1, // files on the mount are still open (loop devices, VMs)
   JOB_NOT_FOUND: 1, // no job with that id
+  JOB_FAILED: 1, // a job ended failed or cancelled (its message says why)
   READ_ONLY: 1, // the disk is a read-only snapshot
   AGENT_UNRESPONSIVE: 3, // an agent that holds the disk did not apply a change in time
   FENCED: 3, // the agent was forgotten by an admin: its epoch is stale

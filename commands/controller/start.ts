@@ -27,6 +27,12 @@ export default class ControllerStart extends VstorCommand {
       helpValue: 'DURATION',
       default: '5s',
     }),
+    'agent-timeout': Flags.string({
+      description:
+        'how long a change every agent must apply first (move switch, no-write, resize) waits for them before it fails naming them',
+      helpValue: 'DURATION',
+      default: '10s',
+    }),
   }
 
   async run(): Promise<{ pid: number; socket: string; dataDir: string } | undefined> {
@@ -35,6 +41,7 @@ export default class ControllerStart extends VstorCommand {
       ...this.paths(flags),
       refreshIntervalMs: parseDuration(flags['refresh-interval'], '--refresh-interval'),
       noSpaceTimeoutMs: parseDuration(flags['no-space-timeout'], '--no-space-timeout'),
+      agentTimeoutMs: parseDuration(flags['agent-timeout'], '--agent-timeout'),
     }
     const controller = await import('../../src/controller/index.js')
     if (flags.foreground) {

@@ -8,6 +8,9 @@
 //   * mounted with timeout:false (fuse-native's 15 s ETIMEDOUT never fires;
 //     the agent enforces its own fault timeout) and direct_io, so every read
 //     reaches the table (no stale page cache after an extent state change);
+//   * permissions are the kernel's to enforce (default_permissions): images
+//     are owned uid:gid with `mode` (default root 0600) and cannot be chmod'ed
+//     or chown'ed (EPERM): the mount's --uid/--gid/--mode decide;
 //   * errors are negative errno numbers from os.constants.errno.
 
 import os from 'node:os'
@@ -59,6 +62,10 @@ export function makeFuse(mnt: string, ops: Ops, extra: string[]): FuseInstance {
 export interface Handles {
   /** Open counts changed: the set of open disk names. */
   onOpenChange(disks: string[]): void
+  /** Owner, group and permission bits of every image. */
+  uid: number
+  gid: number
+  mode: number
 }
 
 /** Build the fuse-native ops over the agent state. */
@@ -70,11 +77,11 @@ export function makeOps(state: AgentState, h: Handles): Ops {
   const diskOf = (path: string): DiskIO | undefined => (path.endsWith('.img') ? state.disks.get(path.slice(1, -4)) : undefined)
   const dirStat = { mode: 0o40755, size: 4096, nlink: 2, uid: 0, gid: 0, mtime: mountTime, atime: mountTime, ctime: mountTime }
   const fileStat = (d: DiskIO) => ({
-    mode: 0o100644,
+    mode: 0o100000 | (d.readonly ? h.mode & ~0o222 : h.mode),
     size: d.size,
     nlink: 1,
-    uid: 0,
-    gid: 0,
+    uid: h.uid,
+    gid: h.gid,
     blksize: 4096,
     blocks: Math.floor(d.allocated() / 512),
     mtime: mountTime,
@@ -107,10 +114,12 @@ export function makeOps(state: AgentState, h: Handles): Ops {
       if (!d) return cb(-E.ENOENT)
       cb(0, fileStat(d))
     },
-    // Bind the fd to this DiskIO; count opens for agent.open notes. ENOENT for unknown names.
-    open: (path: string, _flags: number, cb: Cb) => {
+    // Bind the fd to this DiskIO; count opens for agent.open notes. ENOENT for unknown names,
+    // EROFS for opening a read-only snapshot for writing (root passes the kernel's mode check).
+    open: (path: string, flags: number, cb: Cb) => {
       const d = diskOf(path)
       if (!d) return cb(-E.ENOENT)
+      if (d.readonly && (flags & 3) !== 0) return cb(-E.EROFS)
       const fd = nextFd++
       fds.set(fd, d)
       changeOpen(d.name, 1)
@@ -163,9 +172,10 @@ export function makeOps(state: AgentState, h: Handles): Ops {
     symlink: perm,
     link: perm,
     mknod: perm,
-    // Accepted and ignored, so tools that set times or modes do not fail.
-    chmod: noop,
-    chown: noop,
+    // Owner and mode come from the mount (--uid/--gid/--mode): changing them here would not last.
+    chmod: perm,
+    chown: perm,
+    // Accepted and ignored, so tools that set times do not fail.
     utimens: noop,
     // Capacity of the mount = sum of disk sizes; nothing is free to create files with.
     statfs: (_path: string, cb: Cb) => {

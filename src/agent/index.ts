@@ -24,9 +24,17 @@ export interface AgentOptions {
   socket: string
   agentId?: string
   faultTimeoutMs?: number /* default 60_000 */
-  /** Device I/O mode (default sync): see store.ts. */
+  /** Device I/O mode (default sync): see src/device. */
   io?: IoMode
+  /** Globs scanned for device labels when a device is not at the controller's hint path. */
+  scan?: string[]
+  /** Owner, group and mode of the images (default root:root 0600). */
+  uid?: number
+  gid?: number
+  mode?: number
 }
+
+export const DEFAULT_SCAN = ['/dev/disk/by-id/*']
 
 interface PidFile {
   pid: number
@@ -64,8 +72,15 @@ async function serve(opts: AgentOptions): Promise<void> {
   const socket = path.resolve(opts.socket)
   const agentId = opts.agentId ?? `${os.hostname()}:${mnt}`
   await prepareMountpoint(mnt)
-  const link = new Link({ socket, agentId, mountpoint: mnt, faultTimeoutMs: opts.faultTimeoutMs ?? 60_000 })
-  const state = new AgentState({ fault: (f) => link.fault(f), metaSync: () => link.metaSync(), log, io: opts.io ?? 'sync' })
+  const link = new Link({ socket, agentId, mountpoint: mnt, faultTimeoutMs: opts.faultTimeoutMs ?? 60_000, frontend: 'fuse-native' })
+  const state = new AgentState({
+    fault: (f) => link.fault(f),
+    metaSync: () => link.metaSync(),
+    log,
+    io: opts.io ?? 'sync',
+    scan: opts.scan ?? DEFAULT_SCAN,
+    onMissing: (uuids) => link.setMissing(uuids),
+  })
   link.on('failed', (what: string) => log(what))
   link.on('disconnected', () => log('lost the controller; serving mapped I/O, reconnecting'))
   link.on('connected', () => log(`connected to the controller at ${socket} (generation ${state.generation})`))
@@ -75,12 +90,13 @@ async function serve(opts: AgentOptions): Promise<void> {
     link.stop()
     throw e
   }
-  const fuse = makeFuse(mnt, makeOps(state, { onOpenChange: (d) => link.setOpen(d) }), ['auto_unmount'])
+  const perms = { uid: opts.uid ?? 0, gid: opts.gid ?? 0, mode: opts.mode ?? 0o600 }
+  const fuse = makeFuse(mnt, makeOps(state, { onOpenChange: (d) => link.setOpen(d), ...perms }), ['auto_unmount', 'default_permissions'])
   try {
     await new Promise<void>((resolve, reject) => fuse.mount((err) => (err ? reject(err) : resolve())))
   } catch (e) {
     link.stop()
-    state.closeAll()
+    await state.closeAll()
     const hint = 'needs root (or fuse permissions), /dev/fuse and fusermount'
     throw new VstorError('MOUNT_FAILED', `cannot mount ${mnt}: ${(e as Error).message} (${hint})`)
   }
@@ -89,13 +105,14 @@ async function serve(opts: AgentOptions): Promise<void> {
   const stop = (why: string): Promise<void> =>
     (stopping ??= (async () => {
       log(`stopping: ${why}`)
-      link.stop()
       await state.syncAll()
       if (await isMounted(mnt)) {
         await new Promise<void>((resolve) => fuse.unmount(() => resolve()))
         if (await isMounted(mnt)) await fuseUnmount(mnt, true).catch(() => {})
       }
-      state.closeAll()
+      // unmounted: no fd of ours is left anywhere, so the controller may drop this agent
+      await link.bye()
+      await state.closeAll()
       await fs.promises.rm(pidFile, { force: true })
     })())
   try {
@@ -171,6 +188,10 @@ export async function startAgentDetached(opts: AgentOptions): Promise<{ pid: num
   if (opts.agentId) args.push('--agent-id', opts.agentId)
   if (opts.faultTimeoutMs !== undefined) args.push('--fault-timeout', `${opts.faultTimeoutMs}ms`)
   if (opts.io) args.push('--io', opts.io)
+  for (const g of opts.scan ?? []) args.push('--scan', g)
+  if (opts.uid !== undefined) args.push('--uid', String(opts.uid))
+  if (opts.gid !== undefined) args.push('--gid', String(opts.gid))
+  if (opts.mode !== undefined) args.push('--mode', `0${opts.mode.toString(8)}`)
   // With --io async, device I/O runs on libuv's thread pool; 4 threads (the default) would cap queue depth.
   const env = process.env
   env.UV_THREADPOOL_SIZE ??= '16'

@@ -9,7 +9,12 @@
 //     re-enters (and re-resolves) when the controller says retry;
 //   * the hot path (request inside one mapped extent) is one fs.read/fs.write
 //     straight into fuse's buffer: no socket traffic, no timers, no copies;
-//   * results are fuse style: bytes transferred (>= 0) or a negative errno.
+//   * results are fuse style: bytes transferred (>= 0) or a negative errno;
+//   * fsync returns only when every write completed before it (on any fd of
+//     this disk) is durable, and with it every lazily committed table change
+//     this disk applied: sync rounds run one after another, each covering the
+//     writes completed before it started, and a store counts as dirty from a
+//     write's completion, so no fsync can slip past a round in flight.
 
 import os from 'node:os'
 import { UNIT } from '../config'
@@ -31,6 +36,8 @@ export interface DiskContext {
   metaSync(): Promise<void>
   /** The agent's applied generation (goes into every fault). */
   readonly generation: number
+  /** Every table commit up to this generation is durable at the controller. */
+  readonly durable: number
 }
 
 interface Seg {
@@ -51,13 +58,20 @@ export class DiskIO {
   readonly gate = new RangeGate()
   /** Set once the controller removed the disk; open handles then get EIO. */
   removed = false
+  /** A read-only snapshot: writes are EROFS without asking anyone. */
+  readonly = false
+  /** Highest generation of a lazily committed change applied to this table: fsync needs a barrier past it. */
+  lazyGen = 0
+  /** Stores written since the last sync round took its snapshot (marked at write completion). */
   private dirty = new Set<Store>()
-  /** An allocation for this disk was committed lazily since the last fsync: fsync needs a metadata barrier. */
-  private allocated_ = false
+  private completed = 0
+  private syncedUpTo = 0
+  private rounds: Promise<void> = Promise.resolve()
   private readonly pending = new Map<string, Promise<FaultReply>>()
 
   constructor(
     readonly name: string,
+    readonly uid: string,
     public table: Table,
     private readonly ctx: DiskContext,
   ) {}
@@ -87,6 +101,7 @@ export class DiskIO {
 
   write(buf: Buffer, len: number, pos: number, done: Done): void {
     if (this.removed) return done(-E.EIO)
+    if (this.readonly) return done(-E.EROFS)
     if (len <= 0) return done(0)
     const size = this.table.size
     if (pos >= size) return done(-E.ENOSPC) // a disk never grows
@@ -94,34 +109,40 @@ export class DiskIO {
     this.gate.enter(pos, end, (token) => this.writeNow(token, buf, pos, end, done, 0))
   }
 
-  /** Make durable every store this disk wrote to since the last fsync, and the allocations behind them. */
+  /** Make durable every write completed before this call, and the table commits those writes depend on. */
   fsync(done: Done): void {
-    if (!this.allocated_) return this.syncStores(done)
-    this.allocated_ = false
-    this.ctx.metaSync().then(
-      () => this.syncStores(done),
-      () => {
-        this.allocated_ = true // try again on the next fsync
-        done(-E.EIO)
-      },
+    if (this.removed) return done(-E.EIO)
+    const target = this.completed
+    const round = this.rounds.then(() => this.round(target))
+    this.rounds = round.catch(() => {})
+    round.then(
+      () => done(0),
+      () => done(-E.EIO),
     )
   }
 
-  private syncStores(done: Done): void {
+  /** A store written outside this DiskIO's own loop (the native mapped path) needs the next round too. */
+  markDirty(store: Store): void {
+    this.completed++
+    this.dirty.add(store)
+  }
+
+  /** One sync round: covers every write completed before it started. Rounds never overlap. */
+  private async round(target: number): Promise<void> {
+    const barrier = this.lazyGen > this.ctx.durable
+    if (this.syncedUpTo >= target && !barrier) return
+    const upto = this.completed
     const stores = [...this.dirty]
     this.dirty = new Set()
-    if (stores.length === 0) return done(0)
-    let left = stores.length
-    let failed = false
-    for (const s of stores) {
-      s.sync((err) => {
-        if (err) {
-          failed = true
-          this.dirty.add(s)
-        }
-        if (--left === 0) done(failed ? -E.EIO : 0)
-      })
+    try {
+      // the table entries first (they only ever map zeroed space), then the data
+      if (barrier) await this.ctx.metaSync()
+      await Promise.all(stores.map((s) => new Promise<void>((resolve, reject) => s.sync((err) => (err ? reject(err) : resolve())))))
+    } catch (e) {
+      for (const s of stores) this.dirty.add(s) // the next round tries them again
+      throw e
     }
+    this.syncedUpTo = Math.max(this.syncedUpTo, upto)
   }
 
   private readNow(token: number, buf: Buffer, pos: number, end: number, done: Done): void {
@@ -156,10 +177,9 @@ export class DiskIO {
     if (attempt >= MAX_RETRIES) return done(-E.EIO)
     Promise.all(faults.map((f) => this.ask(f))).then(
       (replies) => {
-        if (replies.some((r) => r.action === 'deny')) return done(-E.EROFS)
-        if (replies.some((r) => r.action === 'fail')) return done(-E.ENOSPC)
+        const bad = replies.find((r) => r.action !== 'retry')
+        if (bad) return done(-E[bad.errno ?? (bad.action === 'deny' ? 'EROFS' : 'ENOSPC')])
         if (this.removed) return done(-E.EIO)
-        if (faults.some((f) => f.kind === 'unallocated')) this.allocated_ = true
         this.gate.enter(pos, end, (tok) => this.writeNow(tok, buf, pos, end, done, attempt + 1))
       },
       () => done(-E.EIO), // controller unreachable beyond the fault timeout
@@ -181,13 +201,12 @@ export class DiskIO {
     const cb = (err: NodeJS.ErrnoException | null): void => {
       this.gate.leave(token)
       if (err) return this.deviceError(err, device, pos, n, done)
+      if (write) this.markDirty(store)
       done(n)
     }
     const at = t.pstart(i) + (pos - t.vstart(i))
-    if (write) {
-      this.dirty.add(store)
-      store.write(buf, 0, n, at, cb)
-    } else store.read(buf, 0, n, at, cb)
+    if (write) store.write(buf, 0, n, at, cb)
+    else store.read(buf, 0, n, at, cb)
     return true
   }
 
@@ -210,12 +229,11 @@ export class DiskIO {
       left++
       const cb = (err: NodeJS.ErrnoException | null): void => {
         if (err && !failed) failed = { err, seg: s }
+        else if (!err && write) this.markDirty(store)
         one()
       }
-      if (write) {
-        this.dirty.add(store)
-        store.write(buf, s.off, s.len, s.ppos, cb)
-      } else store.read(buf, s.off, s.len, s.ppos, cb)
+      if (write) store.write(buf, s.off, s.len, s.ppos, cb)
+      else store.read(buf, s.off, s.len, s.ppos, cb)
     }
     one()
   }
@@ -242,8 +260,10 @@ export class DiskIO {
     done(errno)
   }
 
+  /** A failed device request: a full backing file system is ENOSPC for this write only; anything else is EIO and a device-error fault. */
   private deviceError(err: NodeJS.ErrnoException, device: number, offset: number, length: number, done: Done): void {
     const { name } = errnoOf(err)
+    if (name === 'ENOSPC' || name === 'EDQUOT') return done(-E.ENOSPC)
     this.tell({ ...this.faultFor('device-error', offset, length), device, errno: name })
     done(-E.EIO)
   }

@@ -7,7 +7,11 @@
 //     backoff (100 ms doubling to 2 s) and says its generation in hello, so
 //     the controller reloads it when it missed changes;
 //   * a fault waits for a connection at most faultTimeoutMs in total from
-//     its first attempt, then rejects (the I/O gets EIO).
+//     its first attempt, then rejects (the I/O gets EIO);
+//   * the epoch from the first hello is presented on every reconnect; a
+//     controller that refuses it (FENCED: an admin forgot this agent) stops
+//     the link for good and the state fails every request with EIO;
+//   * on a clean stop the link says bye, so the controller drops its record.
 
 import { EventEmitter } from 'node:events'
 import { VstorError } from '../errors'
@@ -24,6 +28,8 @@ export interface LinkOptions {
   faultTimeoutMs: number
   /** How long start() waits for the first table.load before it asks with agent.sync. */
   loadWaitMs?: number
+  /** The FUSE front end in use, for the controller's status. */
+  frontend?: string
 }
 
 export class Link extends EventEmitter {
@@ -33,6 +39,9 @@ export class Link extends EventEmitter {
   private backoff = 100
   private timer: NodeJS.Timeout | null = null
   private openDisks: string[] = []
+  private missing: string[] = []
+  /** Given by the controller at the first hello; presented on every reconnect. */
+  private epoch: number | undefined
   /** Full table loads applied so far. */
   private loads = 0
   state!: AgentState
@@ -59,14 +68,21 @@ export class Link extends EventEmitter {
     this.conn = null
   }
 
+  /** Clean unmount: tell the controller this agent holds nothing any more (best effort, bounded), then stop. */
+  async bye(): Promise<void> {
+    const conn = this.conn
+    if (conn && !conn.closed) await conn.call('agent.bye', {}, { timeoutMs: 2_000 }).catch(() => undefined)
+    this.stop()
+  }
+
   /** Send a fault and wait for its answer, riding out disconnects up to faultTimeoutMs. */
   fault(f: Fault): Promise<FaultReply> {
     return this.ride('fault', f, `fault ${f.kind} on ${f.disk}`)
   }
 
-  /** Ask the controller to make its table commits durable (on fsync after allocations); same patience as a fault. */
-  async metaSync(): Promise<void> {
-    await this.ride('metadata.sync', {}, 'metadata.sync')
+  /** Ask the controller to make its table commits durable (on fsync after lazy commits); same patience as a fault. Resolves with the durable generation. */
+  async metaSync(): Promise<number> {
+    return (await this.ride('metadata.sync', {}, 'metadata.sync')).generation
   }
 
   private async ride<M extends 'fault' | 'metadata.sync'>(method: M, params: Params<M>, what: string): Promise<Result<M>> {
@@ -92,6 +108,12 @@ export class Link extends EventEmitter {
     if (this.connected) this.conn!.notify('agent.open', { disks })
   }
 
+  /** Tell the controller which pool devices this host lacks (also re-sent after each reconnect). */
+  setMissing(uuids: string[]): void {
+    this.missing = uuids
+    if (this.connected) this.conn!.notify('agent.devices', { missing: uuids })
+  }
+
   private waitConnected(ms: number): Promise<Connection | null> {
     return new Promise((resolve) => {
       const t = setTimeout(() => settle(null), ms)
@@ -108,20 +130,40 @@ export class Link extends EventEmitter {
   }
 
   private async connectOnce(): Promise<void> {
-    const { conn, reply } = await connect(this.opts.socket, {
-      role: 'agent',
-      agentId: this.opts.agentId,
-      mountpoint: this.opts.mountpoint,
-      pid: process.pid,
-      generation: this.state.generation,
-    })
+    let got
+    try {
+      got = await connect(this.opts.socket, {
+        role: 'agent',
+        agentId: this.opts.agentId,
+        mountpoint: this.opts.mountpoint,
+        pid: process.pid,
+        generation: this.state.generation,
+        ...(this.epoch !== undefined ? { epoch: this.epoch } : {}),
+        ...(this.opts.frontend ? { frontend: this.opts.frontend } : {}),
+        devices: await this.state.devices.found(),
+      })
+    } catch (e) {
+      if (e instanceof VstorError && e.code === 'FENCED') this.fenced(e)
+      throw e
+    }
+    const { conn, reply } = got
+    this.epoch ??= reply.epoch
     this.conn = conn
     conn.onRequest((method, params, payload) => this.handle(method, params, payload))
     conn.once('close', () => this.onClose(conn))
     this.backoff = 100
+    // the controller keeps our last report while we are away; a new process starts with none open
+    conn.notify('agent.open', { disks: this.openDisks })
+    if (this.missing.length) conn.notify('agent.devices', { missing: this.missing })
     if (reply.generation !== this.state.generation) await this.awaitLoad(conn, reply.generation)
-    if (this.openDisks.length) conn.notify('agent.open', { disks: this.openDisks })
     this.emit('connected', conn)
+  }
+
+  /** Refused for a stale epoch: never serve this table again. */
+  private fenced(e: VstorError): void {
+    this.emit('failed', `${e.message}; every request now fails with EIO until this mount is unmounted`)
+    this.state.fence()
+    this.stop()
   }
 
   /** The controller sends table.load after hello when generations differ; ask explicitly if it did not. */
@@ -190,6 +232,9 @@ export class Link extends EventEmitter {
           break
         case 'disk.remove':
           await s.drop(params as P<'disk.remove'>)
+          break
+        case 'table.resize':
+          await s.resize(params as P<'table.resize'>, payload)
           break
         default:
           throw new VstorError('UNKNOWN_METHOD', `agent does not handle '${method}'`)

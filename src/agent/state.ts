@@ -1,60 +1,77 @@
 // The agent's volatile copy of the controller's table: disks, their extent
-// tables, and the open device stores. Every change arrives from the link in
-// order (the link queues them) and is applied under quiesce of its range.
+// tables, and the open devices. Every change arrives from the link in order
+// (the link queues them) and is applied under quiesce of its range.
 //
 // Invariants:
-//   * `generation` is the controller generation last applied; a change with
-//     a generation not above it is stale and skipped (acked as is);
+//   * `generation` is the controller generation last applied; a change with a
+//     generation not above it is stale and skipped (acked as is);
 //   * a table is swapped or changed only while its range is quiesced, so no
 //     request sees half an old and half a new mapping;
-//   * zero-fill of newly mapped units happens before the change is applied,
-//     so stale device bytes never show through;
-//   * a store is opened once per device id and closed when no table load
-//     lists that device any more.
+//   * a disk is its uid: a load or add with the same name but another uid
+//     removes the old DiskIO (its open fds get EIO) and makes a new one, so an
+//     fd bound to a deleted disk never reaches a new disk of that name;
+//   * fenced (an admin forgot this agent): every request fails with EIO, for
+//     good, rather than use a table the controller no longer stands behind.
 
-import { UNIT } from '../config'
 import { VstorError } from '../errors'
-import type { AgentDevice, ControllerToAgentMethods, Fault, FaultReply } from '../protocol/messages'
-import { Flag, NO_DEVICE, Table, type Extent } from '../table/table'
+import type { ControllerToAgentMethods, Fault, FaultReply } from '../protocol/messages'
+import { Table } from '../table/table'
+import { DeviceSet, type DeviceOptions } from './devices'
 import { DiskIO, type DiskContext } from './io'
-import { FileStore, type IoMode, type Store } from './store'
+import type { Store } from './store'
 
 type P<M extends keyof ControllerToAgentMethods> = ControllerToAgentMethods[M][0]
 
-export interface StateOptions {
+export interface StateOptions extends Partial<DeviceOptions> {
   /** Send a fault to the controller (the link). */
   fault(f: Fault): Promise<FaultReply>
-  /** Ask the controller for a metadata barrier (default: nothing to do). */
-  metaSync?(): Promise<void>
-  /** How to open a device (tests pass memory stores). */
-  openStore?(dev: AgentDevice): Promise<Store>
-  /** Device I/O mode for FileStores (default async). */
-  io?: IoMode
+  /** Ask the controller for a metadata barrier; resolves with the generation now durable. */
+  metaSync?(): Promise<number>
   /** Where to report trouble that has no caller to answer (the agent log). */
   log?(msg: string): void
+  /** The set of missing devices changed (the link tells the controller). */
+  onMissing?(uuids: string[]): void
+}
+
+/** Hooks a front end registers to follow table changes (the libfuse 3 native mapped path). */
+export interface TableListener {
+  /** Before a change of [start, end) is applied: resolve when no native request there is in flight (and none starts). */
+  block(disk: DiskIO, start: number, end: number): Promise<void>
+  /** After it was applied (or the disk's table replaced): pick up the new mapping and let requests in again. */
+  applied(disk: DiskIO, start: number, end: number): void
+  /** The disk is gone: its handles must fail with EIO. */
+  removed(disk: DiskIO): void
 }
 
 export class AgentState implements DiskContext {
   generation = 0
+  /** Every commit up to this generation is durable at the controller. */
+  durable = 0
+  fenced = false
   readonly disks = new Map<string, DiskIO>()
-  private readonly stores = new Map<number, { path: string; store: Store }>()
-  private readonly open: (dev: AgentDevice) => Promise<Store>
-  private zeros: Buffer | null = null
+  readonly devices: DeviceSet
+  listener: TableListener | null = null
 
   constructor(private readonly opts: StateOptions) {
-    this.open = opts.openStore ?? ((d) => FileStore.open(d.path, opts.io))
+    this.devices = new DeviceSet({
+      io: opts.io ?? 'sync',
+      scan: opts.scan ?? [],
+      ...(opts.open ? { open: opts.open } : {}),
+      ...(opts.log ? { log: opts.log } : {}),
+    })
   }
 
   store(device: number): Store | undefined {
-    return this.stores.get(device)?.store
+    return this.devices.get(device)
   }
 
   fault(f: Fault): Promise<FaultReply> {
     return this.opts.fault(f)
   }
 
-  metaSync(): Promise<void> {
-    return this.opts.metaSync ? this.opts.metaSync() : Promise.resolve()
+  async metaSync(): Promise<void> {
+    if (!this.opts.metaSync) return
+    this.durable = Math.max(this.durable, await this.opts.metaSync())
   }
 
   /** Replace the whole copy: every disk, every device. */
@@ -67,16 +84,13 @@ export class AgentState implements DiskContext {
       const table = Table.fromBuffer(d.size, buf.subarray(at, at + d.bytes), d.generation)
       at += d.bytes
       seen.add(d.name)
-      await this.put(d.name, table)
+      const disk = await this.put(d.name, d.uid, table, !!d.readonly)
+      // lazily committed changes may be in this table: the next fsync asks for a barrier
+      if (p.durable < p.generation) disk.lazyGen = Math.max(disk.lazyGen, p.generation)
     }
     for (const name of [...this.disks.keys()]) if (!seen.has(name)) await this.remove(name)
-    const keep = new Set(p.devices.map((d) => d.id))
-    for (const [id, s] of this.stores) {
-      if (!keep.has(id)) {
-        this.stores.delete(id)
-        s.store.close()
-      }
-    }
+    this.devices.retain(p.devices)
+    this.durable = Math.max(this.durable, p.durable)
     this.generation = p.generation
   }
 
@@ -84,14 +98,16 @@ export class AgentState implements DiskContext {
   async update(p: P<'table.update'>, payload: Buffer | undefined): Promise<void> {
     if (p.generation <= this.generation) return
     const disk = this.disks.get(p.disk)
-    if (!disk) throw new VstorError('NOT_FOUND', `agent has no disk '${p.disk}': send a table.load`)
+    if (!disk || disk.uid !== p.uid) throw new VstorError('NOT_FOUND', `agent has no disk '${p.disk}' (uid ${p.uid}): send a table.load`)
     if (p.devices) await this.openDevices(p.devices)
     const extents = Table.decodeExtents(payload ?? Buffer.alloc(0))
     const release = await disk.gate.quiesce(p.start, p.end)
     try {
-      if (p.zeroFill) await this.zeroFill(disk.table, extents)
+      await this.listener?.block(disk, p.start, p.end)
       disk.table.apply({ start: p.start, end: p.end, extents }, p.generation)
+      if (p.lazy) disk.lazyGen = Math.max(disk.lazyGen, p.generation)
       this.generation = p.generation
+      this.listener?.applied(disk, p.start, p.end)
     } finally {
       release()
     }
@@ -100,36 +116,61 @@ export class AgentState implements DiskContext {
   async add(p: P<'disk.add'>, payload: Buffer | undefined): Promise<void> {
     if (p.generation <= this.generation) return
     if (p.devices) await this.openDevices(p.devices)
-    await this.put(p.disk, Table.fromBuffer(p.size, payload ?? Buffer.alloc(0), p.generation))
+    await this.put(p.disk, p.uid, Table.fromBuffer(p.size, payload ?? Buffer.alloc(0), p.generation), !!p.readonly)
     this.generation = p.generation
   }
 
   async drop(p: P<'disk.remove'>): Promise<void> {
     if (p.generation <= this.generation) return
-    await this.remove(p.disk)
+    if (this.disks.get(p.disk)?.uid === p.uid) await this.remove(p.disk)
     this.generation = p.generation
+  }
+
+  /** A new size: the whole new table replaces the old under a full quiesce; open fds keep working. */
+  async resize(p: P<'table.resize'>, payload: Buffer | undefined): Promise<void> {
+    if (p.generation <= this.generation) return
+    const disk = this.disks.get(p.disk)
+    if (!disk || disk.uid !== p.uid) throw new VstorError('NOT_FOUND', `agent has no disk '${p.disk}' (uid ${p.uid}): send a table.load`)
+    await this.put(p.disk, p.uid, Table.fromBuffer(p.size, payload ?? Buffer.alloc(0), p.generation), disk.readonly)
+    this.generation = p.generation
+  }
+
+  /** An admin forgot this agent: from now on every request fails with EIO. */
+  fence(): void {
+    this.fenced = true
+    for (const d of this.disks.values()) d.removed = true
   }
 
   /** fdatasync every store (at shutdown). */
   async syncAll(): Promise<void> {
-    await Promise.all([...this.stores.values()].map((s) => new Promise<void>((r) => s.store.sync(() => r()))))
+    await Promise.all(this.devices.ids().map((id) => new Promise<void>((r) => this.devices.get(id)!.sync(() => r()))))
   }
 
-  closeAll(): void {
-    for (const s of this.stores.values()) s.store.close()
-    this.stores.clear()
+  closeAll(): Promise<void> {
+    return this.devices.closeAll()
   }
 
-  private async put(name: string, table: Table): Promise<void> {
+  private async put(name: string, uid: string, table: Table, readonly: boolean): Promise<DiskIO> {
     const old = this.disks.get(name)
-    if (old && old.size === table.size) {
-      const release = await old.gate.quiesce(0, old.size)
-      old.table = table
-      release()
-      return
+    if (old && old.uid === uid) {
+      const release = await old.gate.quiesce(0, Math.max(old.size, table.size))
+      try {
+        await this.listener?.block(old, 0, old.size)
+        old.table = table
+        old.readonly = readonly
+        this.listener?.applied(old, 0, table.size)
+      } finally {
+        release()
+      }
+      return old
     }
     if (old) await this.remove(name)
-    this.disks.set(name, new DiskIO(name, table, this))
+    const disk = new DiskIO(name, uid, table, this)
+    disk.readonly = readonly
+    if (this.fenced) disk.removed = true
+    this.disks.set(name, disk)
+    this.listener?.applied(disk, 0, table.size)
+    return disk
   }
 
   private async remove(name: string): Promise<void> {
@@ -137,46 +178,16 @@ export class AgentState implements DiskContext {
     if (!disk) return
     this.disks.delete(name)
     const release = await disk.gate.quiesce(0, disk.size)
-    disk.removed = true
-    release()
-  }
-
-  private async openDevices(devices: AgentDevice[]): Promise<void> {
-    for (const d of devices) {
-      const have = this.stores.get(d.id)
-      if (have && have.path === d.path) continue
-      let store: Store
-      try {
-        store = await this.open(d)
-      } catch (e) {
-        // One unopenable device must not stop the agent: I/O mapped to it fails with EIO; the next load retries.
-        this.opts.log?.(`cannot open device ${d.name} (${d.path}): ${(e as Error).message}`)
-        continue
-      }
-      if (have) have.store.close()
-      this.stores.set(d.id, { path: d.path, store })
+    try {
+      await this.listener?.block(disk, 0, disk.size)
+      disk.removed = true
+      this.listener?.removed(disk)
+    } finally {
+      release()
     }
   }
 
-  /** Write zeros wherever the change maps units the current table has as Zero. */
-  private async zeroFill(current: Table, extents: Extent[]): Promise<void> {
-    for (const e of extents) {
-      if (e.device === NO_DEVICE || e.flags & (Flag.Zero | Flag.Invalid | Flag.Error)) continue
-      const store = this.store(e.device)
-      if (!store) throw new VstorError('INTERNAL', `zero-fill: device ${e.device} is not open`)
-      for (const old of current.slice(e.vstart, e.vstart + e.length)) {
-        if (!(old.flags & Flag.Zero)) continue
-        await this.writeZeros(store, e.pstart + (old.vstart - e.vstart), old.length)
-      }
-    }
-  }
-
-  private async writeZeros(store: Store, pos: number, len: number): Promise<void> {
-    const zeros = (this.zeros ??= Buffer.alloc(UNIT))
-    for (let done = 0; done < len;) {
-      const n = Math.min(UNIT, len - done)
-      await new Promise<void>((resolve, reject) => store.write(zeros, 0, n, pos + done, (err) => (err ? reject(err) : resolve())))
-      done += n
-    }
+  private async openDevices(devices: P<'table.load'>['devices']): Promise<void> {
+    if (await this.devices.ensure(devices)) this.opts.onMissing?.([...this.devices.missing])
   }
 }

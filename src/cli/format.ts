@@ -3,7 +3,7 @@
 // as they are. Invariant: every function is pure (data in, lines out).
 
 import { formatSize } from '../size'
-import type { AgentInfo, DeviceInfo, DiskInfo, DiskMap, MapExtent, Status } from '../protocol/messages'
+import type { AgentInfo, DeviceInfo, DiskInfo, DiskMap, JobInfo, MapExtent, Status } from '../protocol/messages'
 
 export type Align = 'left' | 'right'
 export interface Column<T> {
@@ -40,7 +40,9 @@ export function devicesTable(devices: DeviceInfo[], bytes: boolean): string {
     { header: 'CAPACITY', get: (d) => s(d.capacity), align: 'right' },
     { header: 'USED', get: (d) => s(d.used), align: 'right' },
     { header: 'FREE', get: (d) => s(d.free), align: 'right' },
+    { header: 'QUARANTINED', get: (d) => s(d.quarantined), align: 'right' },
     { header: 'HEALTH', get: (d) => d.health },
+    { header: 'STATE', get: (d) => d.state },
     { header: 'ERRORS', get: (d) => String(d.errors), align: 'right' },
   ])
 }
@@ -86,16 +88,38 @@ export function mapTable(map: DiskMap, bytes: boolean, range?: { start: number; 
   ].join('\n')
 }
 
-function agentsTable(agents: AgentInfo[]): string {
+export function agentsTable(agents: AgentInfo[]): string {
   if (agents.length === 0) return 'no agents (mount one with `vstor mount MOUNTPOINT`)'
   return table(agents, [
     { header: 'ID', get: (a) => a.id },
     { header: 'MOUNTPOINT', get: (a) => a.mountpoint },
     { header: 'PID', get: (a) => String(a.pid), align: 'right' },
-    { header: 'STATE', get: (a) => (a.connected ? 'connected' : 'disconnected') },
+    { header: 'STATE', get: (a) => (a.forgotten ? 'forgotten' : a.connected ? 'connected' : `disconnected since ${a.lastSeen}`) },
+    { header: 'EPOCH', get: (a) => String(a.epoch), align: 'right' },
     { header: 'GENERATION', get: (a) => String(a.generation), align: 'right' },
     { header: 'REFRESHED', get: (a) => a.refreshedAt ?? 'never' },
+    { header: 'FUSE', get: (a) => a.frontend ?? '-' },
     { header: 'OPEN DISKS', get: (a) => (a.openDisks.length ? a.openDisks.join(',') : '-') },
+    { header: 'MISSING DEVICES', get: (a) => (a.missingDevices.length ? a.missingDevices.join(',') : '-') },
+  ])
+}
+
+export function jobsTable(jobs: JobInfo[], bytes: boolean): string {
+  if (jobs.length === 0) return 'no jobs'
+  const s = sizer(bytes)
+  return table(jobs, [
+    { header: 'ID', get: (j) => String(j.id), align: 'right' },
+    { header: 'KIND', get: (j) => j.kind },
+    { header: 'OF', get: (j) => j.disk ?? j.device ?? '-' },
+    { header: 'STATE', get: (j) => j.state },
+    { header: 'DONE', get: (j) => `${s(j.done)}/${s(j.total)}`, align: 'right' },
+    {
+      header: 'STALL P50/P99',
+      get: (j) => (j.stats.stallP50Ms === null ? '-' : `${j.stats.stallP50Ms}/${j.stats.stallP99Ms} ms`),
+      align: 'right',
+    },
+    { header: 'UPDATED', get: (j) => j.updatedAt },
+    { header: 'ERROR', get: (j) => j.error ?? '-' },
   ])
 }
 

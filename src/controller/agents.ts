@@ -37,6 +37,8 @@ export interface AgentRec {
   frontend: string | null
   /** Label uuids the agent found on its host (from hello). */
   devices: string[] | null
+  /** Label uuids of pool devices the agent reports it cannot open. */
+  missing: string[]
   /** In SQLite: it acked a table once. Until then it holds nothing and does not count (a failed hello leaves no record). */
   persisted: boolean
 }
@@ -75,6 +77,7 @@ export class Agents {
         loading: false,
         frontend: null,
         devices: null,
+        missing: [],
         persisted: true,
       })
     }
@@ -142,6 +145,7 @@ export class Agents {
       loading: false,
       frontend: hello.frontend ?? null,
       devices: hello.devices ?? null,
+      missing: [],
       // a new process of a known agent stays known (at generation 0 until it acks its first table)
       persisted: old?.persisted ?? false,
     }

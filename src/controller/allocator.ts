@@ -86,7 +86,11 @@ export class Allocator {
   give(spans: Iterable<Span>, dirty: boolean): void {
     for (const s of spans) {
       if (s.device < 0 || s.length <= 0 || !this.known.has(s.device)) continue
-      ;(dirty ? this.dirty : this.clean).add(s.device, s.pstart, s.pstart + s.length)
+      const end = s.pstart + s.length
+      const other = dirty ? this.clean : this.dirty
+      const twice = other.overlap(s.device, s.pstart, end)[0]
+      if (twice) throw new VstorError('INTERNAL', `device ${s.device} bytes at ${twice.start} are in the set already (freed twice?)`)
+      ;(dirty ? this.dirty : this.clean).add(s.device, s.pstart, end)
     }
   }
 

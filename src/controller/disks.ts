@@ -48,7 +48,9 @@ export function extentsOn(pieces: Piece[], from = 0): Extent[] {
 
 /** Wait until the connected agents show the change (best effort: a new disk should be visible when create returns). */
 export async function settle(ctx: Ctx, gen: number): Promise<void> {
-  await ctx.outbox.acked(gen, { who: ctx.agents.connected(), timeoutMs: 5_000, what: 'showing the change' }).catch((e: Error) => log(e.message))
+  await ctx.outbox
+    .acked(gen, { who: ctx.agents.connected(), timeoutMs: 5_000, what: 'showing the change' })
+    .catch((e: Error) => log(e.message))
 }
 
 /** `conn`: the requesting connection, which gets progress notes while space is zeroed. */
@@ -75,7 +77,10 @@ export async function diskCreate(
       await zeroPieces(ctx, toZero, (done, total) => conn?.notify('progress', { op: 'zero', done, total }))
     } catch (e) {
       await state.lock.run(async () => {
-        state.alloc.give(pieces.filter((p) => state.devices.has(p.device)), true)
+        state.alloc.give(
+          pieces.filter((p) => state.devices.has(p.device)),
+          true,
+        )
         creating.delete(name)
       })
       throw e
@@ -85,14 +90,16 @@ export async function diskCreate(
     creating.delete(name)
     const extents = params.thin ? [{ vstart: 0, length: size, device: NO_DEVICE, pstart: 0, flags: Flag.Zero }] : extentsOn(pieces)
     const dirty = pieces.filter((p) => p.dirty)
-    const disk = await state.createDisk(name, size, !!params.thin, extents, {
-      extra: async () => {
-        for (const p of dirty) await trimDirty(state, p.device, p.pstart, p.pstart + p.length)
-      },
-    }).catch((e: Error) => {
-      state.alloc.give(pieces, false)
-      throw e
-    })
+    const disk = await state
+      .createDisk(name, size, !!params.thin, extents, {
+        extra: async () => {
+          for (const p of dirty) await trimDirty(state, p.device, p.pstart, p.pstart + p.length)
+        },
+      })
+      .catch((e: Error) => {
+        state.alloc.give(pieces, false)
+        throw e
+      })
     const rounded = size !== params.size ? ` (rounded up from ${params.size} bytes to whole 1 MiB units)` : ''
     log(
       `disk ${name} created: ${formatSize(size)}${rounded}, ${params.thin ? 'thin' : `thick in ${extents.length} extent(s)`}${params.zero ? ', zeroed' : ''}, generation ${state.generation}`,
@@ -116,9 +123,14 @@ export async function diskDelete(ctx: Ctx, params: { name: string; force?: boole
           '(a disconnected agent counts until it comes back or `vstor agent forget ID`), or use --force',
       )
     }
-    const info = state.diskInfo(disk, openBy.map((a) => a.id))
+    const info = state.diskInfo(
+      disk,
+      openBy.map((a) => a.id),
+    )
     const gen = await state.deleteDisk(disk)
-    log(`disk ${disk.name} deleted${openBy.length ? ` (forced while open on ${openBy.map((a) => a.id).join(', ')})` : ''}, generation ${gen}`)
+    log(
+      `disk ${disk.name} deleted${openBy.length ? ` (forced while open on ${openBy.map((a) => a.id).join(', ')})` : ''}, generation ${gen}`,
+    )
     ctx.outbox.diskRemove(disk, gen)
     return { info, gen }
   })
@@ -126,12 +138,17 @@ export async function diskDelete(ctx: Ctx, params: { name: string; force?: boole
   await ctx.outbox
     .acked(gen, { timeoutMs: Math.min(ctx.agentTimeoutMs, 5_000), what: `freeing the space of disk '${info.name}'` })
     .catch((e: Error) => log(`${e.message}; its space stays quarantined until then`))
-  ctx.space.kick()
+  await ctx.space.releaseNow()
   return info
 }
 
 export function diskList(ctx: Ctx): DiskInfo[] {
-  return [...ctx.state.disks.values()].map((d) => ctx.state.diskInfo(d, ctx.agents.openBy(d.name).map((a) => a.id)))
+  return [...ctx.state.disks.values()].map((d) =>
+    ctx.state.diskInfo(
+      d,
+      ctx.agents.openBy(d.name).map((a) => a.id),
+    ),
+  )
 }
 
 export function diskMap(ctx: Ctx, params: { name: string }): DiskMap {
@@ -203,7 +220,7 @@ export async function extentSet(
   })
   if (gen > 0) {
     await ctx.outbox.acked(gen, { timeoutMs: ctx.agentTimeoutMs, what: `extent set on disk '${name}'` })
-    ctx.space.kick()
+    await ctx.space.releaseNow()
   }
   return state.diskMap(state.disk(name))
 }

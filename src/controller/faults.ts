@@ -30,7 +30,10 @@ const POLL_MS = 200
 
 function unitRange(disk: DiskRec, offset: number, length: number): [number, number] {
   if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset >= disk.size) {
-    throw new VstorError('BAD_ARGUMENT', `fault range offset ${offset} length ${length} is outside disk '${disk.name}' (${disk.size} bytes)`)
+    throw new VstorError(
+      'BAD_ARGUMENT',
+      `fault range offset ${offset} length ${length} is outside disk '${disk.name}' (${disk.size} bytes)`,
+    )
   }
   const start = Math.floor(offset / UNIT) * UNIT
   const end = Math.min(disk.size, Math.ceil((offset + Math.max(length, 1)) / UNIT) * UNIT)
@@ -133,7 +136,12 @@ async function allocate(ctx: Ctx, p: Extract<Plan, { kind: 'alloc' }>, agent: Ag
   try {
     await prepare(ctx, p.pieces)
   } catch (e) {
-    await state.lock.run(async () => state.alloc.give(p.pieces.filter((x) => state.devices.has(x.device)), true))
+    await state.lock.run(async () =>
+      state.alloc.give(
+        p.pieces.filter((x) => state.devices.has(x.device)),
+        true,
+      ),
+    )
     const code = (e as NodeJS.ErrnoException).code
     log(`fault unallocated from ${agent.id}: disk ${p.disk.name} [${p.start}, ${p.end}): preparing space failed: ${(e as Error).message}`)
     return code === 'ENOSPC'
@@ -144,7 +152,10 @@ async function allocate(ctx: Ctx, p: Extract<Plan, { kind: 'alloc' }>, agent: Ag
     const disk = state.disks.get(p.disk.name)
     const now = disk?.uid === p.disk.uid ? disk.table.slice(p.start, p.end) : null
     if (!disk || !now || JSON.stringify(now) !== JSON.stringify(p.old)) {
-      state.alloc.give(p.pieces.filter((x) => state.devices.has(x.device)), true) // the range changed meanwhile: ask again
+      state.alloc.give(
+        p.pieces.filter((x) => state.devices.has(x.device)),
+        true,
+      ) // the range changed meanwhile: ask again
       return null
     }
     const change = disk.table.plan(p.start, p.end, spread(p.old, p.pieces))
@@ -167,6 +178,7 @@ async function allocate(ctx: Ctx, p: Extract<Plan, { kind: 'alloc' }>, agent: Ag
 
 /** Make every piece read zeros with host space behind it: dirty ones are zeroed, clean ones reserved. */
 async function prepare(ctx: Ctx, pieces: Piece[]): Promise<void> {
+  await ctx.space.waitScrub(pieces.filter((x) => x.dirty))
   for (const x of pieces) {
     const d = ctx.state.devices.get(x.device)
     if (!d) throw new VstorError('INTERNAL', `device #${x.device} left the pool while space on it was taken`)

@@ -21,9 +21,8 @@ import { diskResize } from './resize'
 type P = Record<string, unknown>
 
 function missingDevices(ctx: Ctx, a: AgentRec): string[] {
-  if (!a.devices) return []
-  const found = new Set(a.devices)
-  return [...ctx.state.devices.values()].filter((d) => !found.has(d.uuid)).map((d) => d.name)
+  const missing = new Set(a.missing)
+  return [...ctx.state.devices.values()].filter((d) => missing.has(d.uuid)).map((d) => d.name)
 }
 
 export function agentList(ctx: Ctx) {
@@ -100,7 +99,9 @@ async function dispatch(ctx: Ctx, method: string, params: P, conn: Connection): 
     case 'job.get':
       return ctx.jobs.info(ctx.jobs.get(Number(params.id)))
     case 'job.wait': {
-      const j = await ctx.jobs.wait(Number(params.id), (x) => conn.notify('progress', { op: `job ${x.id}`, done: Math.min(x.done, x.total), total: x.total }))
+      const j = await ctx.jobs.wait(Number(params.id), (x) =>
+        conn.notify('progress', { op: `job ${x.id}`, done: Math.min(x.done, x.total), total: x.total }),
+      )
       return ctx.jobs.info(j)
     }
     case 'job.cancel':
@@ -139,10 +140,10 @@ export function attach(ctx: Ctx, conn: Connection): void {
     }
   })
   conn.onNote((method, params, c) => {
-    if (method !== 'agent.open') return
     const a = ctx.agents.forConn(c)
-    const disks = (params as { disks?: unknown }).disks
-    if (a && Array.isArray(disks)) ctx.agents.setOpen(a, disks.filter((d): d is string => typeof d === 'string'))
+    if (!a) return
+    if (method === 'agent.open') ctx.agents.setOpen(a, (params as { disks: string[] }).disks)
+    else if (method === 'agent.devices') a.missing = (params as { missing: string[] }).missing
   })
 }
 
@@ -151,7 +152,10 @@ let seq = 0
 /** The hello: CLI clients are served as they are; agents are admitted (epoch check), attached and sent their table. */
 export function onHello(ctx: Ctx, hello: Hello, conn: Connection): HelloReply {
   if (hello.protocol !== PROTOCOL_VERSION) {
-    throw new VstorError('PROTOCOL_VERSION', `the peer speaks protocol ${hello.protocol}, this controller ${PROTOCOL_VERSION}: use the same vstor version`)
+    throw new VstorError(
+      'PROTOCOL_VERSION',
+      `the peer speaks protocol ${hello.protocol}, this controller ${PROTOCOL_VERSION}: use the same vstor version`,
+    )
   }
   let epoch: number | undefined
   if (hello.role === 'agent') {
@@ -163,5 +167,10 @@ export function onHello(ctx: Ctx, hello: Hello, conn: Connection): HelloReply {
     if (hello.epoch !== undefined && a.generation === ctx.state.generation) a.inSync = true
     else ctx.outbox.load(a, `hello at generation ${a.generation}`)
   } else attach(ctx, conn)
-  return { protocol: PROTOCOL_VERSION, controllerId: ctx.state.controllerId, generation: ctx.state.generation, ...(epoch !== undefined ? { epoch } : {}) }
+  return {
+    protocol: PROTOCOL_VERSION,
+    controllerId: ctx.state.controllerId,
+    generation: ctx.state.generation,
+    ...(epoch !== undefined ? { epoch } : {}),
+  }
 }

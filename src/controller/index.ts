@@ -83,7 +83,9 @@ export async function runController(opts: ControllerOptions): Promise<void> {
     const onInt = () => onSignal('SIGINT')
     process.on('SIGTERM', onTerm)
     process.on('SIGINT', onInt)
-    log(`controller ${state.controllerId} started: pid ${process.pid}, socket ${opts.socket}, database ${c.database}, generation ${state.generation}`)
+    log(
+      `controller ${state.controllerId} started: pid ${process.pid}, socket ${opts.socket}, database ${c.database}, generation ${state.generation}`,
+    )
     signalReady()
     await stopped
     clearInterval(tick)

@@ -31,7 +31,7 @@ export class DataDirLock {
       if ((e as { code?: string }).code === 'SQLITE_BUSY') {
         throw new VstorError(
           'CONTROLLER_RUNNING',
-          `another controller uses ${dataDir} (it holds ${file}): stop it first (\`vstor controller stop\`) or use another --data-dir`,
+          `another controller already uses ${dataDir} (it holds ${file}): stop it first (\`vstor controller stop\`) or use another --data-dir`,
         )
       }
       throw new VstorError('START_FAILED', `cannot lock ${file}: ${(e as Error).message}`)

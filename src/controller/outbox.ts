@@ -66,7 +66,14 @@ export class Outbox {
   }
 
   diskAdd(disk: DiskRec, generation: number): void {
-    const params = { generation, disk: disk.name, uid: disk.uid, size: disk.size, devices: this.devices(), ...(disk.readonly ? { readonly: true } : {}) }
+    const params = {
+      generation,
+      disk: disk.name,
+      uid: disk.uid,
+      size: disk.size,
+      devices: this.devices(),
+      ...(disk.readonly ? { readonly: true } : {}),
+    }
     this.toAll('disk.add', params, Table.encode(disk.table))
   }
 
@@ -92,7 +99,12 @@ export class Outbox {
       bytes: bufs[i]!.length,
       ...(d.readonly ? { readonly: true } : {}),
     }))
-    const params = { generation: this.state.generation, durable: Math.min(this.durable(), this.state.generation), devices: this.devices(), disks: list }
+    const params = {
+      generation: this.state.generation,
+      durable: Math.min(this.durable(), this.state.generation),
+      devices: this.devices(),
+      disks: list,
+    }
     a.inSync = true
     a.loading = true
     conn.call('table.load', params, { payload: Buffer.concat(bufs) }).then(

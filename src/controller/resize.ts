@@ -30,10 +30,17 @@ export async function diskResize(ctx: Ctx, params: { name: string; size: number;
     if (size === disk.size) return null
     if (size < disk.size) {
       if (!params.shrink) {
-        throw new VstorError('BAD_SIZE', `${formatSize(size)} is smaller than disk '${disk.name}' (${formatSize(disk.size)}): shrinking loses data; pass --shrink if you mean it`)
+        throw new VstorError(
+          'BAD_SIZE',
+          `${formatSize(size)} is smaller than disk '${disk.name}' (${formatSize(disk.size)}): shrinking loses data; pass --shrink if you mean it`,
+        )
       }
       const open = ctx.agents.openBy(disk.name)
-      if (open.length) throw new VstorError('DISK_OPEN', `disk '${disk.name}' is open on agent(s) ${open.map((a) => ctx.agents.describe(a)).join(', ')}: close it before shrinking`)
+      if (open.length)
+        throw new VstorError(
+          'DISK_OPEN',
+          `disk '${disk.name}' is open on agent(s) ${open.map((a) => ctx.agents.describe(a)).join(', ')}: close it before shrinking`,
+        )
       return { disk, pieces: [] as Piece[] }
     }
     if (disk.thin) return { disk, pieces: [] as Piece[] }
@@ -41,9 +48,17 @@ export async function diskResize(ctx: Ctx, params: { name: string; size: number;
     state.alloc.take(pieces)
     return { disk, pieces }
   })
-  if (!plan) return state.diskInfo(state.disk(params.name), ctx.agents.openBy(params.name).map((a) => a.id))
+  if (!plan)
+    return state.diskInfo(
+      state.disk(params.name),
+      ctx.agents.openBy(params.name).map((a) => a.id),
+    )
   try {
-    await zeroPieces(ctx, plan.pieces.filter((p) => p.dirty), (done, total) => conn?.notify('progress', { op: 'zero', done, total }))
+    await zeroPieces(
+      ctx,
+      plan.pieces.filter((p) => p.dirty),
+      (done, total) => conn?.notify('progress', { op: 'zero', done, total }),
+    )
   } catch (e) {
     await state.lock.run(async () => state.alloc.give(plan.pieces, true))
     throw e
@@ -57,8 +72,11 @@ export async function diskResize(ctx: Ctx, params: { name: string; size: number;
     return { disk, gen: await commitResize(ctx, disk, size, plan.pieces) }
   })
   await ctx.outbox.acked(gen, { timeoutMs: ctx.agentTimeoutMs, what: `resizing disk '${disk.name}'` })
-  ctx.space.kick()
-  return state.diskInfo(disk, ctx.agents.openBy(disk.name).map((a) => a.id))
+  await ctx.space.releaseNow()
+  return state.diskInfo(
+    disk,
+    ctx.agents.openBy(disk.name).map((a) => a.id),
+  )
 }
 
 /** Under the lock: the new table (tail added or cut), committed; freed space quarantined; pushed whole. */
@@ -68,7 +86,9 @@ async function commitResize(ctx: Ctx, disk: DiskRec, size: number, pieces: Piece
   let extents: Extent[]
   let freed: ReturnType<typeof spansOf> = []
   if (size > old) {
-    const tail: Extent[] = disk.thin ? [{ vstart: old, length: size - old, device: NO_DEVICE, pstart: 0, flags: Flag.Zero }] : extentsOn(pieces, old)
+    const tail: Extent[] = disk.thin
+      ? [{ vstart: old, length: size - old, device: NO_DEVICE, pstart: 0, flags: Flag.Zero }]
+      : extentsOn(pieces, old)
     extents = [...disk.table.all(), ...tail]
   } else {
     extents = disk.table.slice(0, size)

@@ -70,7 +70,7 @@ export async function checkShared(db: Db, spans: Span[]): Promise<Span[]> {
     const b = rows[i]
     if (!a || !b || a.device !== b.device || a.start !== b.start || a.end !== b.end || a.count !== b.count) {
       const what = a
-        ? `device ${a.device} [${a.start}, ${a.end}) is mapped ${a.count} times`
+        ? `device ${a.device} [${a.start}, ${a.end}) is mapped by ${a.count} overlapping extents`
         : `device ${b!.device} [${b!.start}, ${b!.end}) is recorded as shared ${b!.count} times`
       const but = b ? `the shared table says device ${b.device} [${b.start}, ${b.end}) × ${b.count}` : 'the shared table has no such row'
       throw new VstorError('DB_CORRUPT', `database ${db.file} is inconsistent (${what}, but ${but}): restore it from backup`)

@@ -8,8 +8,11 @@
 //     zero dirty pieces before they commit, and the scrubber zeroes the rest in
 //     the background (discard: punch hole / BLKZEROOUT), fdatasyncs, and only
 //     then marks it clean;
-//   * a range being scrubbed is in neither free set, so no allocation can take
-//     it (and have a write punched away later);
+//   * a range being scrubbed stays free (allocations need not wait for it),
+//     but an allocation that takes part of it waits for that scrub to finish
+//     before it zeroes and maps its pieces (waitScrub), so a late discard can
+//     never punch away data written after the mapping; the scrub then marks
+//     clean only what is still dirty;
 //   * the `dirty` rows are a superset of dirty free space; every state change
 //     is committed before memory changes.
 
@@ -30,7 +33,8 @@ export async function trimDirty(state: State, device: number, start: number, end
   )
   for (const r of rows) {
     await state.db.run('DELETE FROM dirty WHERE device_id = ? AND pstart = ?', [device, r.pstart])
-    if (r.pstart < start) await state.db.run('INSERT INTO dirty (device_id, pstart, length) VALUES (?, ?, ?)', [device, r.pstart, start - r.pstart])
+    if (r.pstart < start)
+      await state.db.run('INSERT INTO dirty (device_id, pstart, length) VALUES (?, ?, ?)', [device, r.pstart, start - r.pstart])
     const rend = r.pstart + r.length
     if (rend > end) await state.db.run('INSERT INTO dirty (device_id, pstart, length) VALUES (?, ?, ?)', [device, end, rend - end])
   }
@@ -43,6 +47,8 @@ export class Space {
   private stopped = false
   /** Devices whose last scrub failed: retried after this time (ms epoch). */
   private readonly backoff = new Map<number, number>()
+  /** The chunk being discarded now, and when that is done. */
+  private current: { span: Span; done: Promise<void> } | null = null
 
   constructor(
     private readonly state: State,
@@ -63,6 +69,13 @@ export class Space {
           this.scrubbing ??= this.scrub().finally(() => (this.scrubbing = null))
         })
     })
+  }
+
+  /** Release what is safe now, under the lock (a delete returns with its space back in the pool when it can). */
+  async releaseNow(): Promise<void> {
+    await this.releasing
+    await this.release().catch((e: Error) => log(`quarantine release failed: ${e.message}`))
+    this.kick()
   }
 
   /** Wait for the current release and scrub passes (stop, tests). */
@@ -100,11 +113,23 @@ export class Space {
     })
   }
 
+  /** Wait until no scrub in flight overlaps these pieces (call outside the lock, before zeroing them). */
+  async waitScrub(pieces: Span[]): Promise<void> {
+    const c = this.current
+    if (!c) return
+    const hit = pieces.some(
+      (p) => p.device === c.span.device && p.pstart < c.span.pstart + c.span.length && c.span.pstart < p.pstart + p.length,
+    )
+    if (hit) await c.done
+  }
+
   /** Zero dirty free space, one chunk at a time, until none is left (or a device fails: retried later). */
   private async scrub(): Promise<void> {
     while (!this.stopped) {
-      const pick = await this.state.lock.run(async () => this.take())
+      const pick = await this.state.lock.run(async () => this.next())
       if (!pick) return
+      let finish!: () => void
+      this.current = { span: pick, done: new Promise<void>((r) => (finish = r)) }
       const d = this.state.devices.get(pick.device)
       let ok = false
       try {
@@ -115,29 +140,30 @@ export class Space {
         ok = true
       } catch (e) {
         this.backoff.set(pick.device, Date.now() + 30_000)
-        log(`scrubbing device ${d?.name ?? `#${pick.device}`} [${pick.pstart}, +${pick.length}) failed: ${(e as Error).message}; retrying in 30 s`)
+        log(
+          `scrubbing device ${d?.name ?? `#${pick.device}`} [${pick.pstart}, +${pick.length}) failed: ${(e as Error).message}; retrying in 30 s`,
+        )
         setTimeout(() => this.kick(), 30_000).unref()
+      } finally {
+        this.current = null
+        finish()
       }
+      if (!ok) continue
       await this.state.lock.run(async () => {
         if (!this.state.devices.has(pick.device)) return
-        if (ok) {
-          await this.state.db.tx(() => trimDirty(this.state, pick.device, pick.pstart, pick.pstart + pick.length))
-          this.state.alloc.give([pick], false)
-        } else this.state.alloc.give([pick], true)
+        await this.state.db.tx(() => trimDirty(this.state, pick.device, pick.pstart, pick.pstart + pick.length))
+        this.state.alloc.markClean(pick.device, pick.pstart, pick.pstart + pick.length)
       })
     }
   }
 
-  /** Under the lock: take the next dirty chunk out of the pool, or null. */
-  private take(): Span | null {
+  /** Under the lock: the next dirty chunk to scrub, or null. */
+  private next(): Span | null {
     const now = Date.now()
     for (const device of this.state.alloc.dirty.devices()) {
       if ((this.backoff.get(device) ?? 0) > now) continue
       const r = this.state.alloc.dirty.view(device)[0]
-      if (!r) continue
-      const span = { device, pstart: r.start, length: Math.min(SCRUB_CHUNK, r.end - r.start) }
-      this.state.alloc.dirty.remove(device, span.pstart, span.pstart + span.length)
-      return span
+      if (r) return { device, pstart: r.start, length: Math.min(SCRUB_CHUNK, r.end - r.start) }
     }
     return null
   }

@@ -257,7 +257,11 @@ export class State {
     if (change.start > 0) {
       const i = t.find(change.start)
       if (t.vstart(i) < change.start)
-        await this.db.run('UPDATE extents SET length = ? WHERE disk_id = ? AND vstart = ?', [change.start - t.vstart(i), disk.id, t.vstart(i)])
+        await this.db.run('UPDATE extents SET length = ? WHERE disk_id = ? AND vstart = ?', [
+          change.start - t.vstart(i),
+          disk.id,
+          t.vstart(i),
+        ])
     }
     if (change.end < t.size) {
       const i = t.find(change.end)
@@ -265,7 +269,13 @@ export class State {
         const e = t.get(i)
         const cut = change.end - e.vstart
         await this.insertExtents(disk.id, [
-          { vstart: change.end, length: e.length - cut, device: e.device, pstart: e.device === NO_DEVICE ? 0 : e.pstart + cut, flags: e.flags },
+          {
+            vstart: change.end,
+            length: e.length - cut,
+            device: e.device,
+            pstart: e.device === NO_DEVICE ? 0 : e.pstart + cut,
+            flags: e.flags,
+          },
         ])
       }
     }
@@ -289,16 +299,10 @@ export class State {
     await this.db.tx(async () => {
       gen = await this.bumpGeneration()
       id = (
-        await this.db.run('INSERT INTO disks (name, size, thin, generation, created_at, uid, origin, readonly) VALUES (?, ?, ?, ?, ?, ?, ?, ?)', [
-          name,
-          size,
-          thin ? 1 : 0,
-          gen,
-          createdAt,
-          uid,
-          opts.origin ?? null,
-          opts.readonly ? 1 : 0,
-        ])
+        await this.db.run(
+          'INSERT INTO disks (name, size, thin, generation, created_at, uid, origin, readonly) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+          [name, size, thin ? 1 : 0, gen, createdAt, uid, opts.origin ?? null, opts.readonly ? 1 : 0],
+        )
       ).lastID
       await this.insertExtents(id, table.all())
       if (opts.extra) await opts.extra()

@@ -17,9 +17,15 @@ export const ZERO_CHUNK = 64 * MiB
 
 type Report = (done: number, total: number) => void
 
-export async function zeroPieces(ctx: Pick<Ctx, 'state' | 'io'>, pieces: Piece[], report: Report = () => {}, everyMs = 100): Promise<void> {
+export async function zeroPieces(
+  ctx: Pick<Ctx, 'state' | 'io' | 'space'>,
+  pieces: Piece[],
+  report: Report = () => {},
+  everyMs = 100,
+): Promise<void> {
   const total = pieces.reduce((s, p) => s + p.length, 0)
   if (total === 0) return
+  await ctx.space.waitScrub(pieces)
   let done = 0
   let last = Date.now()
   report(0, total)
@@ -37,7 +43,7 @@ export async function zeroPieces(ctx: Pick<Ctx, 'state' | 'io'>, pieces: Piece[]
       )
     }
     const dev = await ctx.io.get(d)
-    for (let pos = p.pstart; pos < p.pstart + p.length; ) {
+    for (let pos = p.pstart; pos < p.pstart + p.length;) {
       const n = Math.min(ZERO_CHUNK, p.pstart + p.length - pos)
       await dev.zero(pos, n).catch((e: unknown) => {
         throw fail(pos, e)

@@ -249,8 +249,10 @@ export interface ControllerToAgentMethods {
 }
 /** Notes (no answer). */
 export interface Notes {
-  /** Agent -> controller: which disks it has open now (sent on every change). */
+  /** Agent -> controller: which disks it has open now (sent on every change and on every connect). */
   'agent.open': { disks: string[] }
+  /** Agent -> controller: label uuids of pool devices it could not find on its host (sent when that changes). */
+  'agent.devices': { missing: string[] }
   /** Controller -> CLI, during a long request on that connection (disk.create, job.wait): bytes done of total. */
   progress: { op: string; done: number; total: number }
 }

@@ -120,6 +120,7 @@ const validators: { [M in keyof AllMethods]: Check<AllMethods[M][0]> } & { [N in
   'table.resize': obj({ generation: int, disk: str, uid: str, size: int }),
   // notes
   'agent.open': obj({ disks: arrayOf(str) }),
+  'agent.devices': obj({ missing: arrayOf(str) }),
   progress: refine(obj({ op: str, done: int, total: int }), (p) => (p.done > p.total ? 'has done past total' : null)),
 }
 

@@ -66,15 +66,22 @@ export class FakeController {
       'table.load',
       {
         generation: this.generation,
+        durable: this.generation,
         devices: this.devices,
-        disks: this.disks.map((d, i) => ({ name: d.name, size: d.size, generation: this.generation, bytes: bufs[i]!.length })),
+        disks: this.disks.map((d, i) => ({
+          name: d.name,
+          uid: `uid-${d.name}`,
+          size: d.size,
+          generation: this.generation,
+          bytes: bufs[i]!.length,
+        })),
       },
       { payload: Buffer.concat(bufs) },
     )
   }
 
   /** Push a change to one disk's [start, end) (normalized via Table.plan). */
-  async update(disk: string, start: number, end: number, extents: Extent[], zeroFill = false): Promise<void> {
+  async update(disk: string, start: number, end: number, extents: Extent[], lazy = false): Promise<void> {
     const d = this.disks.find((x) => x.name === disk)!
     const t = new Table(d.size, d.extents)
     const c = t.plan(start, end, extents)
@@ -83,7 +90,7 @@ export class FakeController {
     this.generation++
     await this.agent!.request(
       'table.update',
-      { generation: this.generation, disk, size: d.size, start: c.start, end: c.end, zeroFill },
+      { generation: this.generation, disk, uid: `uid-${disk}`, size: d.size, start: c.start, end: c.end, lazy },
       { payload: Table.encode(c.extents) },
     )
   }
@@ -91,12 +98,16 @@ export class FakeController {
   async addDisk(d: FakeDisk): Promise<void> {
     this.disks.push(d)
     this.generation++
-    await this.agent!.request('disk.add', { generation: this.generation, disk: d.name, size: d.size }, { payload: Table.encode(d.extents) })
+    await this.agent!.request(
+      'disk.add',
+      { generation: this.generation, disk: d.name, uid: `uid-${d.name}`, size: d.size },
+      { payload: Table.encode(d.extents) },
+    )
   }
 
   async removeDisk(name: string): Promise<void> {
     this.disks = this.disks.filter((d) => d.name !== name)
     this.generation++
-    await this.agent!.request('disk.remove', { generation: this.generation, disk: name })
+    await this.agent!.request('disk.remove', { generation: this.generation, disk: name, uid: `uid-${name}` })
   }
 }

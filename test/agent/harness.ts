@@ -23,9 +23,9 @@ export interface Harness {
   metaSyncFails: boolean
   read(pos: number, len: number): Promise<{ res: number; buf: Buffer }>
   write(pos: number, data: Buffer): Promise<number>
-  /** Replace [start, end) with extents, as the controller would push it. */
-  change(start: number, end: number, extents: Extent[], zeroFill?: boolean): Promise<void>
-  /** Map [offset, offset+length) of a Zero range onto device `dev` at pstart, zero-filled. */
+  /** Replace [start, end) with extents, as the controller would push it (lazy: committed without fsync). */
+  change(start: number, end: number, extents: Extent[], lazy?: boolean): Promise<void>
+  /** As the controller answers a first write: zero the units on device `dev` at pstart, map them (lazily), retry. */
   allocate(f: Fault, dev: number, pstart: number): Promise<FaultReply>
 }
 
@@ -53,12 +53,13 @@ export async function harness(size: number, extents: Extent[], storeSize = 16 * 
       metaSync: async () => {
         h.metaSyncs++
         if (h.metaSyncFails) throw new Error('controller unreachable')
+        return h.state.generation
       },
       fault: (f) => {
         h.faults.push(f)
         return h.onFault(f)
       },
-      openStore: async (d) => stores.get(d.id)!,
+      open: async (d) => stores.get(d.id)!,
     }),
     read: (pos, len) =>
       new Promise((resolve) => {
@@ -67,24 +68,28 @@ export async function harness(size: number, extents: Extent[], storeSize = 16 * 
         h.state.disks.get('d')!.read(buf, len, pos, done)
       }),
     write: (pos, data) => new Promise((resolve) => h.state.disks.get('d')!.write(data, data.length, pos, resolve)),
-    change: async (start, end, exts, zeroFill) => {
+    change: async (start, end, exts, lazy) => {
       const c = h.state.disks.get('d')!.table.plan(start, end, exts)
       await h.state.update(
-        { generation: h.state.generation + 1, disk: 'd', size, start: c.start, end: c.end, zeroFill },
+        { generation: h.state.generation + 1, disk: 'd', uid: 'uid-d', size, start: c.start, end: c.end, lazy },
         Table.encode(c.extents),
       )
     },
     allocate: async (f, dev, pstart) => {
+      stores.get(dev)!.data.fill(0, pstart, pstart + f.length)
       await h.change(f.offset, f.offset + f.length, [ext(f.offset, f.length, dev, pstart)], true)
       return { action: 'retry' }
     },
   }
   const payload = Table.encode(extents)
   const devices = [
-    { id: 1, name: 'a', path: '/dev/null' },
-    { id: 2, name: 'b', path: '/dev/null' },
+    { id: 1, name: 'a', uuid: 'uuid-a' },
+    { id: 2, name: 'b', uuid: 'uuid-b' },
   ]
-  await h.state.load({ generation: 1, devices, disks: [{ name: 'd', size, generation: 1, bytes: payload.length }] }, payload)
+  await h.state.load(
+    { generation: 1, durable: 1, devices, disks: [{ name: 'd', uid: 'uid-d', size, generation: 1, bytes: payload.length }] },
+    payload,
+  )
   return h
 }
 

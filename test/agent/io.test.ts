@@ -76,7 +76,7 @@ test('no-write: reads pass, writes fault; deny gives EROFS, retry after the chan
   assert.deepEqual(h.stores.get(1)!.data.subarray(MiB, MiB + 4096), pattern(4096, 5))
 })
 
-test('zero write: unallocated fault for whole units; after the zero-filled update the retry lands', async () => {
+test('zero write: unallocated fault for whole units; after the update the retry lands, the rest of the unit reads zeros', async () => {
   const h = await harness(4 * MiB, [ext(0, MiB, 1, MiB), zero(MiB, 3 * MiB)])
   h.stores.get(2)!.data.fill(0xaa) // stale bytes that must never show
   h.onFault = (f) => h.allocate(f, 2, 4 * MiB)
@@ -184,7 +184,7 @@ test('fsync after a first write asks for a metadata barrier once; a failed barri
 test('a removed disk fails further I/O with EIO', async () => {
   const h = await harness(2 * MiB, [ext(0, 2 * MiB, 1, MiB)])
   const disk = h.state.disks.get('d')!
-  await h.state.drop({ generation: 5, disk: 'd' })
+  await h.state.drop({ generation: 5, disk: 'd', uid: 'uid-d' })
   assert.equal(h.state.disks.has('d'), false)
   const res = await new Promise((r) => disk.read(Buffer.alloc(512), 512, 0, r))
   assert.equal(res, -E.EIO)
@@ -196,15 +196,18 @@ test('a device the agent cannot open: the load still succeeds, I/O there is EIO 
   const faults: string[] = []
   const state = new AgentState({
     fault: async (f) => (faults.push(f.kind), { action: 'deny' }),
-    openStore: async (d) => (d.id === 1 ? store : Promise.reject(new Error('ENOENT: gone'))),
+    open: async (d) => (d.id === 1 ? store : Promise.reject(new Error('ENOENT: gone'))),
     log: (m) => logged.push(m),
   })
   const payload = Table.encode([ext(0, MiB, 1, MiB), ext(MiB, MiB, 2, MiB)])
   const devices = [
-    { id: 1, name: 'a', path: '/a' },
-    { id: 2, name: 'b', path: '/b' },
+    { id: 1, name: 'a', uuid: 'uuid-a' },
+    { id: 2, name: 'b', uuid: 'uuid-b' },
   ]
-  await state.load({ generation: 3, devices, disks: [{ name: 'd', size: 2 * MiB, generation: 3, bytes: payload.length }] }, payload)
+  await state.load(
+    { generation: 3, durable: 3, devices, disks: [{ name: 'd', uid: 'uid-d', size: 2 * MiB, generation: 3, bytes: payload.length }] },
+    payload,
+  )
   const d = state.disks.get('d')!
   const io = (pos: number) => new Promise((r) => d.read(Buffer.alloc(4096), 4096, pos, r))
   assert.equal(await io(0), 4096)

@@ -11,18 +11,19 @@ import { MiB } from '../../src/size'
 import { Flag, NO_DEVICE } from '../../src/table/table'
 import { FakeController, type FakeDisk } from './fakectl'
 import { MemStore } from './memstore'
+import { waitFor } from '../controller/util'
 
 const E = os.constants.errno
 const ext = (vstart: number, length: number, device: number, pstart: number, flags = 0) => ({ vstart, length, device, pstart, flags })
 const disks = (): FakeDisk[] => [{ name: 'd', size: 2 * MiB, extents: [ext(0, MiB, 1, MiB), ext(MiB, MiB, NO_DEVICE, 0, Flag.Zero)] }]
-const devices = [{ id: 1, name: 'a', path: '/nowhere' }]
+const devices = [{ id: 1, name: 'a', uuid: 'uuid-a' }]
 
 async function rig(t: import('node:test').TestContext, faultTimeoutMs: number) {
   const dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'vstor-link-'))
   const socket = path.join(dir, 'vstor.sock')
   const store = new MemStore(8 * MiB)
   const link = new Link({ socket, agentId: 'a1', mountpoint: '/mnt/x', faultTimeoutMs, loadWaitMs: 500 })
-  const state = new AgentState({ fault: (f) => link.fault(f), openStore: async () => store })
+  const state = new AgentState({ fault: (f) => link.fault(f), open: async () => store })
   const ctls: FakeController[] = []
   const controller = async () => {
     const c = new FakeController(socket, devices, disks())
@@ -44,15 +45,18 @@ test('start fails with CONTROLLER_UNREACHABLE when nothing listens', async (t) =
   await assert.rejects(r.link.start(r.state), { code: 'CONTROLLER_UNREACHABLE' })
 })
 
-test('start loads the table; open disks are announced', async (t) => {
+test('start loads the table; open disks are announced (an empty list first: a new process has none open)', async (t) => {
   const r = await rig(t, 1000)
   const c = await r.controller()
   await r.link.start(r.state)
   assert.equal(r.state.generation, 1)
   assert.deepEqual([...r.state.disks.keys()], ['d'])
   r.link.setOpen(['d'])
-  await new Promise((res) => setTimeout(res, 50))
-  assert.deepEqual(c.notes, [['agent.open', { disks: ['d'] }]])
+  await waitFor(() => c.notes.length === 2, 'the agent.open notes')
+  assert.deepEqual(c.notes, [
+    ['agent.open', { disks: [] }],
+    ['agent.open', { disks: ['d'] }],
+  ])
 })
 
 test('outage: mapped I/O goes on, a fault waits for the reconnect, which reloads the table', async (t) => {

@@ -7,6 +7,7 @@ import path from 'node:path'
 import { test, type TestContext } from 'node:test'
 import { pidFilePath, unmountAgent } from '../../src/agent/index'
 import { isMounted } from '../../src/agent/mounts'
+import { writeLabel } from '../../src/device'
 import { MiB } from '../../src/size'
 import { Flag, NO_DEVICE } from '../../src/table/table'
 import { FakeController } from './fakectl'
@@ -50,11 +51,14 @@ async function setup(t: TestContext) {
   await fs.promises.truncate(dev1, 8 * MiB)
   await fs.promises.writeFile(dev2, '')
   await fs.promises.truncate(dev2, 8 * MiB)
+  const label = (name: string) => ({ version: 1, uuid: `uuid-${name}`, controllerId: 'fake', name, createdAt: new Date().toISOString() })
+  await writeLabel(dev1, label('a'))
+  await writeLabel(dev2, label('b'))
   const ctl = new FakeController(
     socket,
     [
-      { id: 1, name: 'a', path: dev1 },
-      { id: 2, name: 'b', path: dev2 },
+      { id: 1, name: 'a', uuid: 'uuid-a', hint: dev1 },
+      { id: 2, name: 'b', uuid: 'uuid-b', hint: dev2 },
     ],
     [{ name: 'd', size: 4 * MiB, extents: [ext(0, 2 * MiB, 1, MiB), ext(2 * MiB, 2 * MiB, 2, MiB)] }],
   )
@@ -131,13 +135,19 @@ test('mount: images, mapped I/O across devices, size, limits, disk add/remove, u
   await assert.rejects(unmountAgent(s.mnt, s.socket), { code: 'NOT_MOUNTED' })
 })
 
-test('mount: first write into a zero unit is zero-filled, retried and lands', async (t) => {
+test('mount: a first write into a zero unit faults, is retried once the (lazy) mapping is applied, and lands; fsync asks for a barrier', async (t) => {
   if (!canMount(t)) return
   const s = await setup(t)
   s.ctl.disks = [{ name: 'd', size: 4 * MiB, extents: [ext(0, 4 * MiB, NO_DEVICE, 0, Flag.Zero)] }]
-  await fs.promises.writeFile(s.dev2, Buffer.alloc(8 * MiB, 0xaa)) // stale bytes
+  const fd = await fs.promises.open(s.dev2, 'r+')
+  await fd.write(Buffer.alloc(7 * MiB, 0xaa), 0, 7 * MiB, MiB) // stale bytes after the label
+  await fd.close()
   s.ctl.onFault = async (f) => {
     if (f.kind !== 'unallocated') return { action: 'deny' }
+    // as the controller does: the unit reads zeros before anyone maps it
+    const h = await fs.promises.open(s.dev2, 'r+')
+    await h.write(Buffer.alloc(f.length), 0, f.length, 2 * MiB)
+    await h.close()
     await s.ctl.update('d', f.offset, f.offset + f.length, [ext(f.offset, f.length, 2, 2 * MiB)], true)
     return { action: 'retry' }
   }

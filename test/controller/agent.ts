@@ -23,11 +23,23 @@ export class FakeAgent {
 
   private constructor(readonly conn: Connection) {}
 
-  static async connect(socket: string, id = 'agent-1', generation = 0): Promise<FakeAgent> {
+  /** The epoch the controller gave this agent (present it to reconnect as the same process). */
+  epoch = 0
+
+  /** Say hello as agent `id`; with `epoch`, as a reconnect of a process that has a table at `generation`. */
+  static async connect(socket: string, id = 'agent-1', generation = 0, epoch?: number): Promise<FakeAgent> {
     let agent: FakeAgent | null = null
-    const { conn } = await connect(socket, { role: 'agent', agentId: id, mountpoint: '/mnt/' + id, pid: 4242, generation })
+    const { conn, reply } = await connect(socket, {
+      role: 'agent',
+      agentId: id,
+      mountpoint: '/mnt/' + id,
+      pid: 4242,
+      generation,
+      ...(epoch !== undefined ? { epoch } : {}),
+    })
     agent = new FakeAgent(conn)
     agent.generation = generation
+    agent.epoch = reply.epoch ?? 0
     const a = agent
     conn.onRequest(async (method, params, payload) => a.handle(method, params as Record<string, unknown>, payload ?? Buffer.alloc(0)))
     return agent
@@ -53,9 +65,11 @@ export class FakeAgent {
       this.tables.set(p.disk as string, Table.fromBuffer(p.size as number, payload, gen))
     } else if (method === 'disk.remove') {
       this.tables.delete(p.disk as string)
+    } else if (method === 'table.resize') {
+      this.tables.set(p.disk as string, Table.fromBuffer(p.size as number, payload, gen))
     }
     this.generation = gen
-    this.events.push(`ack ${method}${p.zeroFill ? ' zeroFill' : ''}`)
+    this.events.push(`ack ${method}${p.lazy ? ' lazy' : ''}`)
     return { generation: gen }
   }
 

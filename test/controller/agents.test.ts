@@ -64,11 +64,11 @@ test('an agent behind gets a full table.load on hello, then every change is push
   assert.equal(a.generation, (await f.call('status', {})).controller.generation)
 })
 
-test('an agent at the current generation gets no load on hello; agent.sync reports the generation', async (t) => {
+test('an agent process reconnecting at the current generation gets no load; agent.sync reports the generation', async (t) => {
   const { f, a } = await setup(t)
   const gen = (await f.call('status', {})).controller.generation
   a.close()
-  const b = await FakeAgent.connect(f.socket, 'agent-1', gen)
+  const b = await FakeAgent.connect(f.socket, 'agent-1', gen, a.epoch)
   f.onCleanup(() => b.close())
   assert.deepEqual(await b.conn.call('agent.sync', { generation: gen }), { generation: gen })
   assert.equal(b.count('table.load'), 0)

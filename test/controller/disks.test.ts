@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import { test } from 'node:test'
-import { VstorError } from '../../src/errors'
 import { connect } from '../../src/protocol/connection'
 import type { DiskMap, Notes } from '../../src/protocol/messages'
 import { MiB, startFixture, type Fixture } from './util'
@@ -140,16 +139,16 @@ test('a restart keeps devices, disks, maps and the generation', async (t) => {
   assert.deepEqual([await f.call('disk.map', { name: 'a' }), await f.call('disk.map', { name: 't' })], maps)
 })
 
-test('--zero: the space of a thick disk is zeroed before it exists, with progress notes; a failed write creates nothing; thin refuses it', async (t) => {
+test('thick disks map only space that reads zeros: stale device bytes never show; --zero reports progress; thin refuses it', async (t) => {
   const f = await startFixture(t)
   const paths = [f.file('z0.img', 16 * MiB), f.file('z1.img', 16 * MiB)]
-  for (const p of paths) await f.call('device.add', { path: p })
-  // what a deleted disk left behind: 0xAA over both data areas
+  // what a deleted disk (or another use) left behind: 0xAA over both data areas, before the devices join the pool
   for (const p of paths) {
     const fd = fs.openSync(p, 'r+')
     fs.writeSync(fd, Buffer.alloc(15 * MiB, 0xaa), 0, 15 * MiB, MiB)
     fs.closeSync(fd)
   }
+  for (const p of paths) await f.call('device.add', { path: p })
   const bytes = (p: string, at: number, length: number) => {
     const fd = fs.openSync(p, 'r')
     try {
@@ -160,23 +159,26 @@ test('--zero: the space of a thick disk is zeroed before it exists, with progres
       fs.closeSync(fd)
     }
   }
-  assert.ok(bytes(paths[1] as string, MiB, 4).equals(Buffer.alloc(4, 0xaa)), 'the stale bytes are there')
 
   const { conn } = await connect(f.socket, { role: 'cli' })
   f.onCleanup(() => conn.close())
   const notes: Notes['progress'][] = []
   conn.onNote((method, params) => method === 'progress' && notes.push(params as Notes['progress']))
 
+  const plain = await conn.call('disk.create', { name: 'plain', size: 6 * MiB })
   const d = await conn.call('disk.create', { name: 'clean', size: 20 * MiB, zero: true })
   assert.equal(d.allocated, 20 * MiB)
-  const m = await f.call('disk.map', { name: 'clean' })
-  assert.equal(m.extents.length, 2, 'spans both devices')
-  for (const e of m.extents) {
-    const p = paths[Number((e.device ?? '').replace('dev', ''))] as string
-    assert.ok(bytes(p, e.deviceOffset as number, e.length).equals(Buffer.alloc(e.length)), `${e.device} is zero at ${e.deviceOffset}`)
+  for (const name of ['plain', 'clean']) {
+    const m = await f.call('disk.map', { name })
+    for (const e of m.extents) {
+      const p = paths[Number((e.device ?? '').replace('dev', ''))] as string
+      assert.ok(
+        bytes(p, e.deviceOffset as number, e.length).equals(Buffer.alloc(e.length)),
+        `${name}: ${e.device} is zero at ${e.deviceOffset}`,
+      )
+    }
   }
-  // only the disk's space: dev1's bytes past its 5 MiB part keep their old contents
-  assert.ok(bytes(paths[1] as string, 6 * MiB, MiB).equals(Buffer.alloc(MiB, 0xaa)))
+  assert.equal(plain.allocated, 6 * MiB)
   assert.ok(notes.length >= 2, 'a first and a final progress note')
   assert.ok(notes.every((n) => n.op === 'zero' && n.total === 20 * MiB))
   assert.ok(
@@ -184,25 +186,6 @@ test('--zero: the space of a thick disk is zeroed before it exists, with progres
     'done never goes back',
   )
   assert.deepEqual(notes.at(-1), { op: 'zero', done: 20 * MiB, total: 20 * MiB })
-
-  // a device whose writes fail (ENOSPC from /dev/full): no disk, no generation, no space taken
-  const before = await f.call('status', {})
-  fs.renameSync(paths[1] as string, `${paths[1]}.away`)
-  fs.symlinkSync('/dev/full', paths[1] as string)
-  try {
-    await assert.rejects(conn.call('disk.create', { name: 'broken', size: 4 * MiB, zero: true }), (e: unknown) => {
-      assert.ok(e instanceof VstorError)
-      assert.match(e.message, /writing to device 'dev1' .* at offset \d+: ENOSPC/)
-      return true
-    })
-  } finally {
-    fs.rmSync(paths[1] as string)
-    fs.renameSync(`${paths[1]}.away`, paths[1] as string)
-  }
-  const after = await f.call('status', {})
-  assert.deepEqual(after.disks, before.disks)
-  assert.deepEqual(after.devices, before.devices)
-  assert.equal(after.controller.generation, before.controller.generation)
 
   assert.equal(await f.failCode('disk.create', { name: 'thin', size: MiB, thin: true, zero: true }), 'BAD_ARGUMENT')
   assert.equal(await f.failCode('disk.map', { name: 'thin' }), 'NOT_FOUND')

@@ -13,7 +13,7 @@ async function setup(t: Parameters<typeof startFixture>[0], opts = {}, devSize =
   return { f, a }
 }
 
-test('concurrent unallocated faults on one unit make one allocation; retry comes after the zero-filling update is acked', async (t) => {
+test('concurrent unallocated faults on one unit make one allocation; retry comes after the (lazy) update is acked', async (t) => {
   const { f, a } = await setup(t)
   a.updateDelayMs = 100
   const offs = [3 * MiB, 3 * MiB + 4096, 3 * MiB + 65536, 4 * MiB - 4096]
@@ -24,9 +24,9 @@ test('concurrent unallocated faults on one unit make one allocation; retry comes
   )
   const updates = a.pushes.filter((p) => p.method === 'table.update')
   assert.equal(updates.length, 1, 'one allocation')
-  assert.equal(updates[0]?.params.zeroFill, true)
+  assert.equal(updates[0]?.params.lazy, true, 'allocations commit lazily: the agent barriers on fsync')
   assert.ok((updates[0]?.params.start as number) <= 3 * MiB && (updates[0]?.params.end as number) >= 4 * MiB)
-  assert.equal(a.events[1], 'ack table.update zeroFill', 'the update is acked before any retry')
+  assert.equal(a.events[1], 'ack table.update lazy', 'the update is acked before any retry')
   assert.equal(a.events[2], 'reply retry')
   const m = await f.call('disk.map', { name: 'thin' })
   assert.deepEqual(
@@ -79,13 +79,22 @@ test('pool full: the fault waits, then fails with no space; a device added meanw
   assert.equal(m.extents.find((e) => e.offset === 2 * MiB)?.device, 'dev1')
 })
 
-test('unmapped and write-protected faults are denied without a change', async (t) => {
+test('unmapped and write-protected faults are denied without a change; a stale write-protected fault is retried', async (t) => {
   const { f, a } = await setup(t)
+  await f.call('extent.set', { name: 'thin', offset: 0, length: MiB, set: ['no-write'], clear: [] })
   const gen = (await f.call('status', {})).controller.generation
-  assert.equal((await a.fault({ disk: 'thin', kind: 'unmapped', offset: 0, length: 4096 })).action, 'deny')
-  assert.equal((await a.fault({ disk: 'thin', kind: 'write-protected', offset: 0, length: 4096 })).action, 'deny')
+  const updates = a.count('table.update')
+  assert.deepEqual(await a.fault({ disk: 'thin', kind: 'unmapped', offset: 0, length: 4096 }), {
+    action: 'deny',
+    reason: 'no mapping',
+    errno: 'EIO',
+  })
+  const wp = await a.fault({ disk: 'thin', kind: 'write-protected', offset: 0, length: 4096 })
+  assert.deepEqual([wp.action, wp.errno], ['deny', 'EROFS'])
+  // the range is writable in the controller's table: the agent's copy was behind, so it retries
+  assert.equal((await a.fault({ disk: 'thin', kind: 'write-protected', offset: 2 * MiB, length: 4096 })).action, 'retry')
   assert.equal((await f.call('status', {})).controller.generation, gen)
-  assert.equal(a.count('table.update'), 0)
+  assert.equal(a.count('table.update'), updates)
 })
 
 test('device-error marks the units error persistently and the device unhealthy', async (t) => {

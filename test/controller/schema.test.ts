@@ -29,7 +29,7 @@ test('migrations run on an empty data dir: tables, version, application id, cont
     const app = await db.get<{ application_id: number }>('PRAGMA application_id')
     assert.equal(app?.application_id, APPLICATION_ID)
     const tables = (await db.all<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")).map((r) => r.name)
-    assert.deepEqual(tables, ['devices', 'disks', 'extents', 'meta'])
+    assert.deepEqual(tables, ['agents', 'devices', 'dirty', 'disks', 'extents', 'jobs', 'meta', 'quarantine', 'shared', 'sqlite_sequence'])
     const id = await db.get<{ value: string }>("SELECT value FROM meta WHERE key = 'controller_id'")
     assert.match(id?.value ?? '', /^[0-9a-f-]{36}$/)
     const mode = await db.get<{ journal_mode: string }>('PRAGMA journal_mode')
@@ -97,8 +97,14 @@ test('an SQLite file of another application is refused', async (t) => {
 test('overlapping extents on a device refuse the start with DB_CORRUPT', async (t) => {
   const dir = tempDir(t)
   const db = await openDatabase(dir)
-  await db.run("INSERT INTO devices VALUES (1, 'dev0', '/x', 'u1', 'file', ?, ?, 'ok', 0, 'now')", [64 * 2 ** 20, 2 ** 20])
-  await db.run("INSERT INTO disks VALUES (1, 'a', ?, 0, 1, 'now'), (2, 'b', ?, 0, 1, 'now')", [2 ** 20, 2 ** 20])
+  await db.run(
+    "INSERT INTO devices (id, name, path, uuid, kind, size, data_start, health, errors, created_at) VALUES (1, 'dev0', '/x', 'u1', 'file', ?, ?, 'ok', 0, 'now')",
+    [64 * 2 ** 20, 2 ** 20],
+  )
+  await db.run(
+    "INSERT INTO disks (id, name, size, thin, generation, created_at, uid) VALUES (1, 'a', ?, 0, 1, 'now', 'ua'), (2, 'b', ?, 0, 1, 'now', 'ub')",
+    [2 ** 20, 2 ** 20],
+  )
   await db.run('INSERT INTO extents VALUES (1, 0, ?, 1, ?, 0), (2, 0, ?, 1, ?, 0)', [2 ** 20, 2 ** 20, 2 ** 20, 2 ** 20])
   await db.close()
   const err = await runController({ socket: path.join(dir, 's.sock'), dataDir: dir }).catch((e: unknown) => e)

@@ -1,6 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { VstorError } from '../../src/errors'
+import { PROTOCOL_VERSION } from '../../src/config'
 import fs from 'node:fs/promises'
 import net from 'node:net'
 import path from 'node:path'
@@ -29,8 +30,10 @@ test('connect says hello; the server sees it and answers with the hello reply', 
   const fx = await startServer()
   try {
     const { conn, reply } = await connect(fx.socket, { role: 'agent', agentId: 'a1', mountpoint: '/mnt/x', pid: 12, generation: 3 })
-    assert.deepEqual(reply, { protocol: 1, controllerId: 'ctl-1', generation: 7 })
-    assert.deepEqual(fx.hellos, [{ protocol: 1, role: 'agent', agentId: 'a1', mountpoint: '/mnt/x', pid: 12, generation: 3 }])
+    assert.deepEqual(reply, { protocol: PROTOCOL_VERSION, controllerId: 'ctl-1', generation: 7 })
+    assert.deepEqual(fx.hellos, [
+      { protocol: PROTOCOL_VERSION, role: 'agent', agentId: 'a1', mountpoint: '/mnt/x', pid: 12, generation: 3 },
+    ])
     assert.deepEqual([...fx.server.connections()][0]?.hello, fx.hellos[0])
     conn.close()
   } finally {
@@ -61,8 +64,9 @@ test('server -> client requests and a 30 MB payload both ways', async () => {
     for (let i = 0; i < payload.length; i += 1000) payload[i] = i % 251
     const params = {
       generation: 5,
-      devices: [{ id: 1, name: 'd', path: '/x' }],
-      disks: [{ name: 'v', size: 1, generation: 5, bytes: payload.length }],
+      durable: 5,
+      devices: [{ id: 1, name: 'd', uuid: 'u-1', hint: '/x' }],
+      disks: [{ name: 'v', uid: 'uid-v', size: 1, generation: 5, bytes: payload.length }],
     }
     const r = await server.request('table.load', params, { payload })
     assert.deepEqual(r.result, { generation: 5 })
@@ -93,7 +97,7 @@ test('bad params are refused with BAD_REQUEST before the handler runs', async ()
 
 test('a request to a side without a handler gets UNKNOWN_METHOD', async () => {
   await withClient(async (_fx, _client, server) => {
-    await assert.rejects(server.call('disk.remove', { generation: 1, disk: 'v' }), fails('UNKNOWN_METHOD', 'disk.remove'))
+    await assert.rejects(server.call('disk.remove', { generation: 1, disk: 'v', uid: 'uid-v' }), fails('UNKNOWN_METHOD', 'disk.remove'))
   })
 })
 
@@ -110,7 +114,7 @@ test('closing rejects every pending request with CLOSED, both sides', async () =
     client.on('close', () => closes++)
     const pending = [client.call('disk.map', { name: 'hang' }), client.call('disk.map', { name: 'hang' })]
     client.onRequest(() => new Promise(() => undefined))
-    const serverPending = server.call('disk.remove', { generation: 1, disk: 'v' })
+    const serverPending = server.call('disk.remove', { generation: 1, disk: 'v', uid: 'uid-v' })
     // let the requests reach the peers
     await new Promise((r) => setTimeout(r, 20))
     client.close()
@@ -138,7 +142,7 @@ test('notes reach the peer handler with checked params; bad notes close the conn
 test('a result that cannot be sent becomes an error reply, not a dead connection', async () => {
   await withClient(async (_fx, client, server) => {
     client.onRequest(async () => ({ generation: BigInt(1) }))
-    await assert.rejects(server.call('disk.remove', { generation: 1, disk: 'v' }), fails('INTERNAL', 'BigInt'))
+    await assert.rejects(server.call('disk.remove', { generation: 1, disk: 'v', uid: 'uid-v' }), fails('INTERNAL', 'BigInt'))
     assert.deepEqual(await client.call('status', {}), { ok: true, method: 'status' })
   })
 })
@@ -154,7 +158,7 @@ test('frame limit: too large to send rejects locally, too large to receive is re
   const b = new Connection(await accepted, { maxFrame: 4096 })
   try {
     b.onRequest(async (_m, _p, payload) => new Reply({ generation: payload?.length ?? 0 }, payload && Buffer.alloc(payload.length * 2)))
-    const upd = { generation: 1, disk: 'v', size: 1, start: 0, end: 1 }
+    const upd = { generation: 1, disk: 'v', uid: 'uid-v', size: 1, start: 0, end: 1 }
     assert.deepEqual(await a.call('table.update', upd, { payload: Buffer.alloc(1000) }), { generation: 1000 })
     await assert.rejects(a.call('table.update', upd, { payload: Buffer.alloc(5000) }), fails('FRAME_TOO_LARGE'))
     await assert.rejects(a.call('table.update', upd, { payload: Buffer.alloc(3000) }), fails('FRAME_TOO_LARGE'))

@@ -142,7 +142,7 @@ test('a request arriving right behind the hello reply waits for the client to re
   const sock = path.join(dir, 'vstor.sock')
   let result: Promise<unknown> = Promise.resolve()
   const server = await listen(sock, (_h, conn) => {
-    result = conn.call('disk.remove', { generation: 2, disk: 'v' })
+    result = conn.call('disk.remove', { generation: 2, disk: 'v', uid: 'uid-v' })
     return REPLY
   })
   try {

@@ -6,7 +6,7 @@ import { validateHello, validateHelloReply, validateParams } from '../../src/pro
 
 const fails = (c: string, field: string) => (e: unknown) => e instanceof VstorError && e.code === c && e.message.includes(field)
 
-const dev = { id: 3, name: 'd0', path: '/tmp/d0.img' }
+const dev = { id: 3, name: 'd0', uuid: 'b0c4-…', hint: '/tmp/d0.img' }
 const good: Record<string, unknown> = {
   status: {},
   'controller.stop': {},
@@ -18,14 +18,28 @@ const good: Record<string, unknown> = {
   'disk.delete': { name: 'vm1', force: false },
   'disk.map': { name: 'vm1' },
   'extent.set': { name: 'vm1', offset: 0, length: 2 ** 20, set: ['no-write', 'zero'], clear: ['invalid', 'error'] },
+  'disk.resize': { name: 'vm1', size: 2 ** 45, shrink: true },
+  'disk.move': { name: 'vm1', to: 'fast', offset: 0, length: 2 ** 20 },
+  'device.evacuate': { name: 'old', to: ['fast'] },
+  'device.check': { name: 'old' },
+  'controller.backup': { path: '/backup/v.db' },
+  'agent.list': {},
+  'agent.forget': { id: 'host1:/mnt' },
+  'job.list': {},
+  'job.get': { id: 3 },
+  'job.wait': { id: 3 },
+  'job.cancel': { id: 3 },
   fault: { disk: 'vm1', kind: 'device-error', offset: 4096, length: 512, generation: 9, device: 3, errno: 'EIO' },
   'agent.sync': { generation: 0 },
   'metadata.sync': {},
-  'table.load': { generation: 4, devices: [dev], disks: [{ name: 'vm1', size: 2 ** 30, generation: 4, bytes: 21 }] },
-  'table.update': { generation: 5, disk: 'vm1', size: 2 ** 30, start: 0, end: 2 ** 20, devices: [dev], zeroFill: true },
-  'disk.add': { generation: 6, disk: 'vm1', size: 2 ** 30 },
-  'disk.remove': { generation: 7, disk: 'vm1' },
+  'agent.bye': {},
+  'table.load': { generation: 4, durable: 3, devices: [dev], disks: [{ name: 'vm1', uid: 'u1', size: 2 ** 30, generation: 4, bytes: 21 }] },
+  'table.update': { generation: 5, disk: 'vm1', uid: 'u1', size: 2 ** 30, start: 0, end: 2 ** 20, devices: [dev], lazy: true },
+  'disk.add': { generation: 6, disk: 'vm1', uid: 'u1', size: 2 ** 30, readonly: true },
+  'disk.remove': { generation: 7, disk: 'vm1', uid: 'u1' },
+  'table.resize': { generation: 8, disk: 'vm1', uid: 'u1', size: 2 ** 44 },
   'agent.open': { disks: ['vm1'] },
+  'agent.devices': { missing: ['b0c4-…'] },
   progress: { op: 'zero', done: 1, total: 2 },
 }
 
@@ -60,7 +74,9 @@ test('bad params are BAD_REQUEST naming the field', () => {
     ['extent.set', { name: 'a', offset: 0, length: 1, set: ['bogus'], clear: [] }, 'params.set[0] must be one of'],
     ['extent.set', { name: 'a', offset: 0, length: 1, set: [] }, 'params.clear is missing'],
     ['fault', { ...(good.fault as object), kind: 'meh' }, 'params.kind'],
-    ['table.load', { generation: 1, devices: [{ id: 1, name: 'x' }], disks: [] }, 'params.devices[0].path is missing'],
+    ['table.load', { generation: 1, durable: 1, devices: [{ id: 1, name: 'x' }], disks: [] }, 'params.devices[0].uuid is missing'],
+    ['disk.remove', { generation: 1, disk: 'vm1' }, 'params.uid is missing'],
+    ['job.wait', { id: -1 }, 'params.id must be a non-negative integer'],
     ['table.update', { ...(good['table.update'] as object), start: 9, end: 3 }, 'start after end'],
     ['table.update', { ...(good['table.update'] as object), end: 2 ** 31 }, 'end past the disk size'],
     ['agent.open', { disks: 'vm1' }, 'params.disks must be an array'],

@@ -19,7 +19,8 @@ type EvacCheckpoint = MoveCheckpoint & { disk?: string; uid?: string }
 
 function targets(ctx: Ctx, names: string[] | undefined, except?: string): number[] {
   const ids = ctx.state.allocatable(names && names.length ? names : undefined).filter((id) => ctx.state.devices.get(id)?.name !== except)
-  if (ids.length === 0) throw new VstorError('NO_SPACE', 'no device to move to: add one with `vstor device add`, or name healthy ones with --to')
+  if (ids.length === 0)
+    throw new VstorError('NO_SPACE', 'no device to move to: add one with `vstor device add`, or name healthy ones with --to')
   return ids
 }
 
@@ -90,7 +91,11 @@ export async function diskMove(ctx: Ctx, params: { name: string; to: string; off
   const job = await state.lock.run(async () => {
     const disk = state.disk(params.name)
     const running = ctx.jobs.busyDisk(disk.name)
-    if (running) throw new VstorError('DISK_OPEN', `job ${running.id} is already moving disk '${disk.name}'; wait for it (\`vstor job wait ${running.id}\`) or cancel it`)
+    if (running)
+      throw new VstorError(
+        'DISK_OPEN',
+        `job ${running.id} is already moving disk '${disk.name}'; wait for it (\`vstor job wait ${running.id}\`) or cancel it`,
+      )
     const start = params.offset ?? 0
     const length = params.length ?? disk.size - start
     checkRange(disk, start, length)
@@ -111,8 +116,7 @@ export async function deviceEvacuate(ctx: Ctx, params: { name: string; to?: stri
     if (params.to?.includes(d.name)) throw new VstorError('BAD_ARGUMENT', `cannot evacuate device '${d.name}' onto itself`)
     const to = targets(ctx, params.to, d.name)
     let total = 0
-    for (const disk of state.disks.values())
-      for (const e of disk.table.all()) if (e.device === d.id && !(e.flags & 9)) total += e.length // not Error (8) / Invalid (1)
+    for (const disk of state.disks.values()) for (const e of disk.table.all()) if (e.device === d.id && !(e.flags & 9)) total += e.length // not Error (8) / Invalid (1)
     const j = await ctx.jobs.create('evacuate', { device: d.name, params: { from: d.id, to, toNames: params.to ?? [] }, total }, () =>
       state.db.run("UPDATE devices SET state = 'evacuating' WHERE id = ?", [d.id]).then(() => undefined),
     )

@@ -85,7 +85,13 @@ export function holdAgain(ctx: Ctx, job: JobRec, task: MoveTask, cp: MoveCheckpo
 }
 
 /** One chunk: fence, copy, switch. 'done' when nothing is left to move in the task. */
-export async function moveStep(ctx: Ctx, job: JobRec, task: MoveTask, cp: MoveCheckpoint, save: () => Promise<void>): Promise<'more' | 'done'> {
+export async function moveStep(
+  ctx: Ctx,
+  job: JobRec,
+  task: MoveTask,
+  cp: MoveCheckpoint,
+  save: () => Promise<void>,
+): Promise<'more' | 'done'> {
   const { state } = ctx
   let fenceGen: number
   if (!cp.chunk) {
@@ -97,12 +103,19 @@ export async function moveStep(ctx: Ctx, job: JobRec, task: MoveTask, cp: MoveCh
       const end = Math.min(e.vstart + e.length, start + CHUNK)
       const busy = busyAt(ctx, disk.uid, start, end)
       if (busy) return { wait: busy.done }
-      const dest = state.alloc.allocate(end - start, task.to.filter((id) => state.devices.get(id)?.health === 'ok'))
+      const dest = state.alloc.allocate(
+        end - start,
+        task.to.filter((id) => state.devices.get(id)?.health === 'ok'),
+      )
       state.alloc.take(dest)
       taken.set(job.id, dest)
       held.set(job.id, markBusy(ctx, disk.uid, start, end))
       const orig = disk.table.slice(start, end)
-      const change = disk.table.plan(start, end, orig.map((x) => ({ ...x, flags: x.flags | Flag.NoWrite })))
+      const change = disk.table.plan(
+        start,
+        end,
+        orig.map((x) => ({ ...x, flags: x.flags | Flag.NoWrite })),
+      )
       cp.cursor = start
       cp.chunk = { start, end, orig, dest, fencedAt: Date.now() }
       const gen = await state.commitChange(disk, change, { extra: save })
@@ -121,7 +134,10 @@ export async function moveStep(ctx: Ctx, job: JobRec, task: MoveTask, cp: MoveCh
       liveDisk(ctx, task)
       const c = cp.chunk!
       if (!taken.has(job.id)) {
-        c.dest = state.alloc.allocate(c.end - c.start, task.to.filter((id) => state.devices.get(id)?.health === 'ok'))
+        c.dest = state.alloc.allocate(
+          c.end - c.start,
+          task.to.filter((id) => state.devices.get(id)?.health === 'ok'),
+        )
         state.alloc.take(c.dest)
         taken.set(job.id, c.dest)
       }
@@ -131,6 +147,7 @@ export async function moveStep(ctx: Ctx, job: JobRec, task: MoveTask, cp: MoveCh
   const c = cp.chunk!
   await ctx.outbox.acked(fenceGen, { timeoutMs: ctx.agentTimeoutMs, what: `moving disk '${task.disk}' [${c.start}, ${c.end})` })
   const t0 = Date.now()
+  await ctx.space.waitScrub(c.dest) // a discard still running there must not land on the copy
   await copy(ctx, c)
   const copyMs = Date.now() - t0
   const switchGen = await state.lock.run(async () => {
@@ -187,7 +204,7 @@ async function copy(ctx: Ctx, c: Chunk): Promise<void> {
   let pieces = c.dest.map((p) => ({ ...p }))
   for (const e of c.orig) {
     const src = await dev(e.device)
-    for (let done = 0; done < e.length; ) {
+    for (let done = 0; done < e.length;) {
       const p = pieces[0]!
       const n = Math.min(e.length - done, p.length, buf.length)
       const b = buf.subarray(0, n)
@@ -207,7 +224,11 @@ export async function undoChunk(ctx: Ctx, job: JobRec, task: MoveTask, cp: MoveC
   const c = cp.chunk
   await state.lock.run(async () => {
     const t = taken.get(job.id)
-    if (t) state.alloc.give(t.filter((p) => state.devices.has(p.device)), true)
+    if (t)
+      state.alloc.give(
+        t.filter((p) => state.devices.has(p.device)),
+        true,
+      )
     taken.delete(job.id)
     cp.chunk = undefined
     const disk = state.disks.get(task.disk)
