@@ -7,6 +7,7 @@ import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import path from 'node:path'
 import { test } from 'node:test'
+import { PROTOCOL_VERSION } from '../../src/config'
 import { VstorError } from '../../src/errors'
 import { listen } from '../../src/protocol/connection'
 import type { DiskInfo, DiskMap } from '../../src/protocol/messages'
@@ -44,7 +45,7 @@ async function fakeController(socket: string, calls: { method: string; params: u
         throw new VstorError('DEVICE_LABELLED', `${(params as { path: string }).path} carries a vstor label already`)
       throw new VstorError('UNKNOWN_METHOD', method)
     })
-    return { protocol: 1, controllerId: 'fake', generation: 9 }
+    return { protocol: PROTOCOL_VERSION, controllerId: 'fake', generation: 9 }
   })
 }
 

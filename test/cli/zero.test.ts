@@ -6,6 +6,7 @@ import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
 import fs from 'node:fs'
 import { test } from 'node:test'
+import { PROTOCOL_VERSION } from '../../src/config'
 import { listen } from '../../src/protocol/connection'
 import type { DiskInfo } from '../../src/protocol/messages'
 import { BIN, ROOT, tempInstance, vstor, vstorAsync } from './run'
@@ -44,7 +45,7 @@ test('progress notes: zero:true reaches the controller; a bar on a terminal, cle
       const info: DiskInfo = { name: p.name, size: p.size, allocated: p.size, thin: false, generation: 1, extents: 1, openBy: [] }
       return method === 'disk.create' ? info : {}
     })
-    return { protocol: 1, controllerId: 'fake', generation: 0 }
+    return { protocol: PROTOCOL_VERSION, controllerId: 'fake', generation: 0 }
   })
   t.after(async () => {
     await server.close()
