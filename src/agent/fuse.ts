@@ -19,6 +19,10 @@ import type { DiskIO } from './io'
 import type { AgentState } from './state'
 
 const E = os.constants.errno
+/** fallocate(2) mode bits (linux/falloc.h). */
+export const FALLOC = { KEEP_SIZE: 1, PUNCH_HOLE: 2, ZERO_RANGE: 16 } as const
+const SEEK_DATA = 3
+const SEEK_HOLE = 4
 type Cb = (err: number, ...rest: unknown[]) => void
 type Ops = Record<string, (...args: never[]) => void>
 
@@ -152,6 +156,28 @@ export function makeOps(state: AgentState, h: Handles): Ops {
     },
     // close(2) must stay cheap: durability is fsync's job.
     flush: noop,
+    // Discard and zeroing (libfuse 3 only: a guest's discard, fstrim and blkdiscard over losetup arrive
+    // here): PUNCH_HOLE needs KEEP_SIZE; whole units of a sparse disk go back to the zero state, the
+    // rest is zeroed in place. Plain preallocation inside the disk is already true (EOPNOTSUPP past it:
+    // a disk never grows); collapse/insert range would move data: EOPNOTSUPP.
+    fallocate: (_path: string, fd: number, mode: number, offset: number, length: number, cb: Cb) => {
+      const d = fds.get(fd)
+      if (!d) return cb(-E.EBADF)
+      const known = FALLOC.KEEP_SIZE | FALLOC.PUNCH_HOLE | FALLOC.ZERO_RANGE
+      if (mode & ~known || (mode & FALLOC.PUNCH_HOLE && !(mode & FALLOC.KEEP_SIZE))) return cb(-E.EOPNOTSUPP)
+      if (offset + length > d.size && !(mode & FALLOC.KEEP_SIZE)) return cb(-E.EOPNOTSUPP)
+      if (!(mode & (FALLOC.PUNCH_HOLE | FALLOC.ZERO_RANGE))) return cb(d.removed ? -E.EIO : 0)
+      d.discard(offset, length, (r) => cb(r < 0 ? r : 0))
+    },
+    // SEEK_DATA / SEEK_HOLE (libfuse 3 only): zero extents are holes, so qemu-img map/convert skip them.
+    lseek: (_path: string, fd: number, offset: number, whence: number, cb: Cb) => {
+      const d = fds.get(fd)
+      if (!d) return cb(-E.EBADF)
+      if (whence !== SEEK_DATA && whence !== SEEK_HOLE) return cb(-E.EINVAL)
+      const r = d.seek(offset, whence === SEEK_DATA ? 'data' : 'hole')
+      if (r < 0) cb(r)
+      else cb(0, r)
+    },
     // A disk's size is set by the controller: same size is fine, anything else EPERM.
     truncate: (path: string, size: number, cb: Cb) => {
       const d = diskOf(path)

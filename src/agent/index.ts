@@ -76,6 +76,8 @@ async function serve(opts: AgentOptions): Promise<void> {
   const state = new AgentState({
     fault: (f) => link.fault(f),
     metaSync: () => link.metaSync(),
+    discard: (p) => link.discard(p),
+    online: () => link.connected,
     log,
     io: opts.io ?? 'sync',
     scan: opts.scan ?? DEFAULT_SCAN,

@@ -18,8 +18,8 @@
 
 import os from 'node:os'
 import { UNIT } from '../config'
-import type { Fault, FaultKind, FaultReply } from '../protocol/messages'
-import { ALL_FLAGS, Flag, NO_DEVICE, type Table } from '../table/table'
+import type { DiscardReply, Fault, FaultKind, FaultReply } from '../protocol/messages'
+import { ALL_FLAGS, Flag, NO_DEVICE, WRITE_PROTECTED, type Table } from '../table/table'
 import { RangeGate } from './ranges'
 import { errnoOf, type Store } from './store'
 
@@ -38,6 +38,10 @@ export interface DiskContext {
   readonly generation: number
   /** Every table commit up to this generation is durable at the controller. */
   readonly durable: number
+  /** Ask the controller to return whole units to the zero state (answered once every agent applied it). */
+  discard(p: { disk: string; uid: string; offset: number; length: number }): Promise<DiscardReply>
+  /** Whether the controller is reachable now (discards write zeros instead of waiting for it). */
+  readonly online: boolean
 }
 
 interface Seg {
@@ -60,6 +64,8 @@ export class DiskIO {
   removed = false
   /** A read-only snapshot: writes are EROFS without asking anyone. */
   readonly = false
+  /** Thin or cloned: whole units may go back to the zero state (discards, units written with zeros). */
+  sparse = false
   /** Highest generation of a lazily committed change applied to this table: fsync needs a barrier past it. */
   lazyGen = 0
   /** Stores written since the last sync round took its snapshot (marked at write completion). */
@@ -100,6 +106,15 @@ export class DiskIO {
   }
 
   write(buf: Buffer, len: number, pos: number, done: Done): void {
+    // Zero reclaim, cheap on the fast path: only a whole aligned unit of a sparse disk is looked at.
+    if (this.sparse && len === UNIT && pos % UNIT === 0 && pos + UNIT <= this.table.size && isZero(buf, len)) {
+      return this.discard(pos, len, (r) => done(r === 0 ? len : r))
+    }
+    this.writeRaw(buf, len, pos, done)
+  }
+
+  /** A write as it is (no zero detection). */
+  writeRaw(buf: Buffer, len: number, pos: number, done: Done): void {
     if (this.removed) return done(-E.EIO)
     if (this.readonly) return done(-E.EROFS)
     if (len <= 0) return done(0)
@@ -107,6 +122,69 @@ export class DiskIO {
     if (pos >= size) return done(-E.ENOSPC) // a disk never grows
     const end = Math.min(pos + len, size) // straddling the end: write what fits, short count
     this.gate.enter(pos, end, (token) => this.writeNow(token, buf, pos, end, done, 0))
+  }
+
+  /**
+   * Make [pos, pos+len) read zeros (fallocate PUNCH_HOLE / ZERO_RANGE, a unit written with zeros):
+   * whole units of a sparse disk go back to the zero state through the controller, which answers
+   * once every agent applied it; partial units and thick disks get zeros written in place. Entry
+   * states hold as for writes: no-write EROFS, invalid and error EIO. done(0) or a negative errno.
+   */
+  discard(pos: number, len: number, done: Done): void {
+    if (this.removed) return done(-E.EIO)
+    if (this.readonly) return done(-E.EROFS)
+    const end = Math.min(pos + len, this.table.size)
+    if (len <= 0 || pos >= end) return done(0)
+    const a = Math.min(end, Math.ceil(pos / UNIT) * UNIT)
+    const b = Math.max(a, Math.floor(end / UNIT) * UNIT)
+    const steps: [number, number, boolean][] = [] // [start, end, whole units of a sparse disk]
+    if (pos < a) steps.push([pos, a, false])
+    if (a < b) steps.push([a, b, this.sparse])
+    if (b < end) steps.push([b, end, false])
+    const next = (i: number): void => {
+      if (i === steps.length) return done(0)
+      const [s, e, units] = steps[i]!
+      const zeros = (): void => this.writeZeros(s, e, (r) => (r < 0 ? done(r) : next(i + 1)))
+      if (this.isHole(s, e)) return next(i + 1) // reads zeros already: nothing to do, nothing to allocate
+      if (!units || !this.ctx.online) return zeros()
+      this.ctx.discard({ disk: this.name, uid: this.uid, offset: s, length: e - s }).then(
+        (r) => {
+          if (r.result === 'discarded') return next(i + 1)
+          if (r.result === 'write-zeros') return zeros()
+          done(-E[r.errno ?? 'EIO'])
+        },
+        zeros, // the controller went away meanwhile: zeros in place keep the promise (reads zeros)
+      )
+    }
+    next(0)
+  }
+
+  /** Whether every byte of [start, end) is in a zero extent. */
+  private isHole(start: number, end: number): boolean {
+    const t = this.table
+    for (let i = t.find(start); i < t.count && t.vstart(i) < end; i++) if (!(t.flags(i) & Flag.Zero)) return false
+    return true
+  }
+
+  /** Zeros written over [start, end) through the normal write path (faults, states and all), a unit at a time. */
+  private writeZeros(start: number, end: number, done: Done): void {
+    const step = (pos: number): void => {
+      if (pos >= end) return done(0)
+      const n = Math.min(UNIT - (pos % UNIT), end - pos)
+      this.writeRaw(ZEROS, n, pos, (r) => (r < 0 ? done(r) : step(pos + n)))
+    }
+    step(start)
+  }
+
+  /** lseek SEEK_DATA / SEEK_HOLE: zero extents are holes; the end of the disk is a hole. Negative errno when none. */
+  seek(offset: number, whence: 'data' | 'hole'): number {
+    const t = this.table
+    if (offset < 0 || offset >= t.size) return -E.ENXIO
+    for (let i = t.find(offset); i < t.count; i++) {
+      const hole = (t.flags(i) & Flag.Zero) !== 0
+      if (hole === (whence === 'hole')) return Math.max(offset, t.vstart(i))
+    }
+    return whence === 'hole' ? t.size : -E.ENXIO
   }
 
   /** Make durable every write completed before this call, and the table commits those writes depend on. */
@@ -163,7 +241,7 @@ export class DiskIO {
     if (this.rejectBad(segs)) return this.fail(token, done, -E.EIO)
     const faults: Fault[] = []
     for (const s of segs) {
-      if (s.flags & Flag.NoWrite) faults.push(this.faultFor('write-protected', s.vpos, s.len))
+      if (s.flags & WRITE_PROTECTED) faults.push(this.faultFor('write-protected', s.vpos, s.len))
       else if (s.flags & Flag.Zero) {
         // Ask for whole units (clipped to the zero extent) so concurrent first writes into one unit share one fault.
         const a = Math.max(s.estart, Math.floor(s.vpos / UNIT) * UNIT)
@@ -187,13 +265,13 @@ export class DiskIO {
   }
 
   /**
-   * The hot path: one plain mapped extent holds the whole request (NoWrite is fine for reads),
+   * The hot path: one plain mapped extent holds the whole request (NoWrite and Shared are fine for reads),
    * so it is one device call straight into fuse's buffer. False when the request needs the loop.
    */
   private direct(token: number, buf: Buffer, pos: number, end: number, done: Done, write: boolean): boolean {
     const t = this.table
     const i = t.find(pos)
-    if (end > t.end(i) || (t.flags(i) & (write ? ALL_FLAGS : ~Flag.NoWrite)) !== 0) return false
+    if (end > t.end(i) || (t.flags(i) & (write ? ALL_FLAGS : ~WRITE_PROTECTED)) !== 0) return false
     const device = t.device(i)
     const store = this.ctx.store(device)
     if (!store) return false
@@ -287,6 +365,14 @@ export class DiskIO {
     }
     return p
   }
+}
+
+/** A unit of zeros, shared: never written to. */
+const ZEROS = Buffer.alloc(UNIT)
+
+/** Whether buf[0..len) is all zeros (memcmp against a zero buffer). */
+export function isZero(buf: Buffer, len: number): boolean {
+  return buf.subarray(0, len).equals(ZEROS.subarray(0, len))
 }
 
 /** Split [pos, end) into per-extent segments against table t (synchronously). */

@@ -16,7 +16,7 @@
 import { EventEmitter } from 'node:events'
 import { VstorError } from '../errors'
 import { connect, type Connection } from '../protocol/connection'
-import type { ControllerToAgentMethods, Fault, FaultReply, Params, Result } from '../protocol/messages'
+import type { ControllerToAgentMethods, DiscardReply, Fault, FaultReply, Params, Result } from '../protocol/messages'
 import type { AgentState } from './state'
 
 type P<M extends keyof ControllerToAgentMethods> = ControllerToAgentMethods[M][0]
@@ -80,12 +80,17 @@ export class Link extends EventEmitter {
     return this.ride('fault', f, `fault ${f.kind} on ${f.disk}`)
   }
 
+  /** Whole units back to the zero state; same patience as a fault. */
+  discard(p: { disk: string; uid: string; offset: number; length: number }): Promise<DiscardReply> {
+    return this.ride('discard', p, `discard on ${p.disk}`)
+  }
+
   /** Ask the controller to make its table commits durable (on fsync after lazy commits); same patience as a fault. Resolves with the durable generation. */
   async metaSync(): Promise<number> {
     return (await this.ride('metadata.sync', {}, 'metadata.sync')).generation
   }
 
-  private async ride<M extends 'fault' | 'metadata.sync'>(method: M, params: Params<M>, what: string): Promise<Result<M>> {
+  private async ride<M extends 'fault' | 'metadata.sync' | 'discard'>(method: M, params: Params<M>, what: string): Promise<Result<M>> {
     const deadline = Date.now() + this.opts.faultTimeoutMs
     for (;;) {
       if (this.stopped) throw new VstorError('CLOSED', 'the agent is stopping')
@@ -233,8 +238,8 @@ export class Link extends EventEmitter {
         case 'disk.remove':
           await s.drop(params as P<'disk.remove'>)
           break
-        case 'table.resize':
-          await s.resize(params as P<'table.resize'>, payload)
+        case 'table.replace':
+          await s.replace(params as P<'table.replace'>, payload)
           break
         default:
           throw new VstorError('UNKNOWN_METHOD', `agent does not handle '${method}'`)

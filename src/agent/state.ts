@@ -14,7 +14,7 @@
 //     good, rather than use a table the controller no longer stands behind.
 
 import { VstorError } from '../errors'
-import type { ControllerToAgentMethods, Fault, FaultReply } from '../protocol/messages'
+import type { ControllerToAgentMethods, DiscardReply, Fault, FaultReply } from '../protocol/messages'
 import { Table } from '../table/table'
 import { DeviceSet, type DeviceOptions } from './devices'
 import { DiskIO, type DiskContext } from './io'
@@ -27,6 +27,10 @@ export interface StateOptions extends Partial<DeviceOptions> {
   fault(f: Fault): Promise<FaultReply>
   /** Ask the controller for a metadata barrier; resolves with the generation now durable. */
   metaSync?(): Promise<number>
+  /** Whether the controller is reachable now. */
+  online?(): boolean
+  /** Ask the controller to return whole units to the zero state. */
+  discard?(p: { disk: string; uid: string; offset: number; length: number }): Promise<DiscardReply>
   /** Where to report trouble that has no caller to answer (the agent log). */
   log?(msg: string): void
   /** The set of missing devices changed (the link tells the controller). */
@@ -69,6 +73,14 @@ export class AgentState implements DiskContext {
     return this.opts.fault(f)
   }
 
+  get online(): boolean {
+    return this.opts.online?.() ?? false
+  }
+
+  discard(p: { disk: string; uid: string; offset: number; length: number }): Promise<DiscardReply> {
+    return this.opts.discard ? this.opts.discard(p) : Promise.resolve({ result: 'write-zeros' })
+  }
+
   async metaSync(): Promise<void> {
     if (!this.opts.metaSync) return
     this.durable = Math.max(this.durable, await this.opts.metaSync())
@@ -84,7 +96,7 @@ export class AgentState implements DiskContext {
       const table = Table.fromBuffer(d.size, buf.subarray(at, at + d.bytes), d.generation)
       at += d.bytes
       seen.add(d.name)
-      const disk = await this.put(d.name, d.uid, table, !!d.readonly)
+      const disk = await this.put(d.name, d.uid, table, !!d.readonly, !!d.sparse)
       // lazily committed changes may be in this table: the next fsync asks for a barrier
       if (p.durable < p.generation) disk.lazyGen = Math.max(disk.lazyGen, p.generation)
     }
@@ -116,7 +128,7 @@ export class AgentState implements DiskContext {
   async add(p: P<'disk.add'>, payload: Buffer | undefined): Promise<void> {
     if (p.generation <= this.generation) return
     if (p.devices) await this.openDevices(p.devices)
-    await this.put(p.disk, p.uid, Table.fromBuffer(p.size, payload ?? Buffer.alloc(0), p.generation), !!p.readonly)
+    await this.put(p.disk, p.uid, Table.fromBuffer(p.size, payload ?? Buffer.alloc(0), p.generation), !!p.readonly, !!p.sparse)
     this.generation = p.generation
   }
 
@@ -126,12 +138,12 @@ export class AgentState implements DiskContext {
     this.generation = p.generation
   }
 
-  /** A new size: the whole new table replaces the old under a full quiesce; open fds keep working. */
-  async resize(p: P<'table.resize'>, payload: Buffer | undefined): Promise<void> {
+  /** A whole new table (a resize, a revert): it replaces the old under a full quiesce; open fds keep working. */
+  async replace(p: P<'table.replace'>, payload: Buffer | undefined): Promise<void> {
     if (p.generation <= this.generation) return
     const disk = this.disks.get(p.disk)
     if (!disk || disk.uid !== p.uid) throw new VstorError('NOT_FOUND', `agent has no disk '${p.disk}' (uid ${p.uid}): send a table.load`)
-    await this.put(p.disk, p.uid, Table.fromBuffer(p.size, payload ?? Buffer.alloc(0), p.generation), disk.readonly)
+    await this.put(p.disk, p.uid, Table.fromBuffer(p.size, payload ?? Buffer.alloc(0), p.generation), disk.readonly, disk.sparse)
     this.generation = p.generation
   }
 
@@ -150,7 +162,7 @@ export class AgentState implements DiskContext {
     return this.devices.closeAll()
   }
 
-  private async put(name: string, uid: string, table: Table, readonly: boolean): Promise<DiskIO> {
+  private async put(name: string, uid: string, table: Table, readonly: boolean, sparse: boolean): Promise<DiskIO> {
     const old = this.disks.get(name)
     if (old && old.uid === uid) {
       const release = await old.gate.quiesce(0, Math.max(old.size, table.size))
@@ -158,6 +170,7 @@ export class AgentState implements DiskContext {
         await this.listener?.block(old, 0, old.size)
         old.table = table
         old.readonly = readonly
+        old.sparse = sparse
         this.listener?.applied(old, 0, table.size)
       } finally {
         release()
@@ -167,6 +180,7 @@ export class AgentState implements DiskContext {
     if (old) await this.remove(name)
     const disk = new DiskIO(name, uid, table, this)
     disk.readonly = readonly
+    disk.sparse = sparse
     if (this.fenced) disk.removed = true
     this.disks.set(name, disk)
     this.listener?.applied(disk, 0, table.size)

@@ -54,7 +54,10 @@ export function disksTable(disks: DiskInfo[], bytes: boolean): string {
     { header: 'NAME', get: (d) => d.name },
     { header: 'SIZE', get: (d) => s(d.size), align: 'right' },
     { header: 'ALLOCATED', get: (d) => s(d.allocated), align: 'right' },
-    { header: 'PROVISIONING', get: (d) => (d.thin ? 'thin' : 'thick') },
+    { header: 'EXCLUSIVE', get: (d) => s(d.exclusive), align: 'right' },
+    { header: 'SHARED', get: (d) => s(d.shared), align: 'right' },
+    { header: 'PROVISIONING', get: (d) => (d.thin ? 'thin' : 'thick') + (d.readonly ? ',read-only' : '') },
+    { header: 'ORIGIN', get: (d) => d.origin ?? '-' },
     { header: 'EXTENTS', get: (d) => String(d.extents), align: 'right' },
     { header: 'GENERATION', get: (d) => String(d.generation), align: 'right' },
     { header: 'OPEN BY', get: (d) => (d.openBy.length ? d.openBy.join(',') : '-') },
@@ -68,6 +71,7 @@ export function stateWords(e: MapExtent): string {
   if (e.noWrite) words.push('no-write')
   if (e.zero) words.push('zero')
   if (e.error) words.push('error')
+  if (e.shared) words.push('shared')
   if (words.length === 0) words.push(e.device === null ? 'unmapped' : 'mapped')
   return words.join(',')
 }

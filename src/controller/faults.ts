@@ -22,6 +22,7 @@ import { Flag, NO_DEVICE, type Extent } from '../table/table'
 import type { Piece } from './allocator'
 import type { AgentRec } from './agents'
 import { busyAt, markBusy, type Ctx } from './context'
+import { writeProtected } from './cow'
 import { log } from './log'
 import { trimDirty } from './space'
 import { isEmpty, type DiskRec } from './state'
@@ -50,32 +51,14 @@ export async function handleFault(ctx: Ctx, f: Fault, conn: Connection): Promise
       log(`fault unmapped from ${agent.id}: ${where}, denied`)
       return { action: 'deny', reason: 'no mapping', errno: 'EIO' }
     case 'write-protected':
-      return writeProtected(ctx, f, agent)
+      // a move holding the range lets it through after its switch; shared units are copied; an admin's no-write is EROFS
+      return writeProtected(ctx, f, agent, (gen) => ackedRetry(ctx, agent, gen))
     case 'unallocated':
       return unallocated(ctx, f, agent)
     case 'device-error':
       return deviceError(ctx, f, agent)
     default:
       throw new VstorError('BAD_REQUEST', `unknown fault kind '${String(f.kind)}'`)
-  }
-}
-
-/** A write into NoWrite space: a move holding the range lets it through after the switch; else EROFS. */
-async function writeProtected(ctx: Ctx, f: Fault, agent: AgentRec): Promise<FaultReply> {
-  for (;;) {
-    const disk = ctx.state.disk(f.disk)
-    const [start, end] = unitRange(disk, f.offset, f.length)
-    const busy = busyAt(ctx, disk.uid, start, end)
-    if (busy) {
-      await busy.done
-      continue
-    }
-    const stillProtected = disk.table.slice(start, end).some((e) => e.flags & Flag.NoWrite)
-    if (stillProtected) {
-      log(`fault write-protected from ${agent.id}: disk ${f.disk} [${f.offset}, +${f.length}), denied`)
-      return { action: 'deny', reason: 'write-protected', errno: 'EROFS' }
-    }
-    return ackedRetry(ctx, agent, disk.table.generation)
   }
 }
 

@@ -11,12 +11,14 @@ import type { Fault, Hello, HelloReply, Status } from '../protocol/messages'
 import type { AgentRec } from './agents'
 import { backup } from './backup'
 import type { Ctx } from './context'
+import { discard } from './cow'
 import { deviceAdd, deviceCheck, deviceList, deviceRemove } from './devices'
 import { diskCreate, diskDelete, diskList, diskMap, extentSet } from './disks'
 import { handleFault } from './faults'
 import { deviceEvacuate, diskMove } from './jobs/kinds'
 import { log } from './log'
 import { diskResize } from './resize'
+import { diskClone, diskRevert, diskSnapshot } from './snapshots'
 
 type P = Record<string, unknown>
 
@@ -84,6 +86,12 @@ async function dispatch(ctx: Ctx, method: string, params: P, conn: Connection): 
       return diskMap(ctx, params as { name: string })
     case 'disk.resize':
       return diskResize(ctx, params as { name: string; size: number; shrink?: boolean }, conn)
+    case 'disk.snapshot':
+      return diskSnapshot(ctx, params as { name: string; snapshot: string })
+    case 'disk.clone':
+      return diskClone(ctx, params as { source: string; name: string })
+    case 'disk.revert':
+      return diskRevert(ctx, params as { name: string; to: string })
     case 'disk.move':
       return diskMove(ctx, params as Parameters<typeof diskMove>[1])
     case 'extent.set':
@@ -119,6 +127,8 @@ async function dispatch(ctx: Ctx, method: string, params: P, conn: Connection): 
       if (Number(params.generation) !== ctx.state.generation || !a.inSync) setImmediate(() => ctx.outbox.load(a, 'agent.sync'))
       return { generation: ctx.state.generation }
     }
+    case 'discard':
+      return discard(ctx, params as { disk: string; uid: string; offset: number; length: number }, agentOf(ctx, conn, method))
     case 'agent.bye': {
       await ctx.agents.bye(agentOf(ctx, conn, method))
       return {}

@@ -13,7 +13,8 @@ import { VstorError } from '../errors'
 import { NO_DEVICE, Table, type Extent } from '../table/table'
 import type { Db } from './db'
 import { capacity, spansOf, State, type DeviceRec } from './state'
-import { checkShared } from './shares'
+import { Refs } from './refs'
+import { checkShared, sharedRows } from './shares'
 
 interface ExtentRow {
   disk_id: number
@@ -88,6 +89,7 @@ export async function loadState(db: Db): Promise<State> {
       [...s.disks.values()].flatMap((d) => spansOf(d.table.all())),
     )
     s.alloc.take(mapped)
+    s.refs = Refs.from(await sharedRows(db))
   } catch (e) {
     if (e instanceof VstorError && e.code === 'DB_CORRUPT') throw e
     throw corrupt(`extents overlap on a device or lie outside it: ${(e as Error).message}`)

@@ -30,6 +30,11 @@ interface Waiter {
   what: string
 }
 
+/** What an agent needs to know about a disk beyond its table. */
+function diskTraits(d: DiskRec): { readonly?: true; sparse?: true } {
+  return { ...(d.readonly ? { readonly: true } : {}), ...(d.thin || d.origin !== null ? { sparse: true } : {}) }
+}
+
 export class Outbox {
   private waiters = new Set<Waiter>()
 
@@ -81,8 +86,8 @@ export class Outbox {
     this.toAll('disk.remove', { generation, disk: disk.name, uid: disk.uid })
   }
 
-  diskResize(disk: DiskRec, generation: number): void {
-    this.toAll('table.resize', { generation, disk: disk.name, uid: disk.uid, size: disk.size }, Table.encode(disk.table))
+  diskReplace(disk: DiskRec, generation: number): void {
+    this.toAll('table.replace', { generation, disk: disk.name, uid: disk.uid, size: disk.size }, Table.encode(disk.table))
   }
 
   /** Replace the agent's whole copy now (encoded and written synchronously); it is in sync from here. */
@@ -97,7 +102,7 @@ export class Outbox {
       size: d.size,
       generation: d.table.generation,
       bytes: bufs[i]!.length,
-      ...(d.readonly ? { readonly: true } : {}),
+      ...diskTraits(d),
     }))
     const params = {
       generation: this.state.generation,

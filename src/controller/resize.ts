@@ -18,7 +18,7 @@ import type { Ctx } from './context'
 import { checkSize, extentsOn } from './disks'
 import { log } from './log'
 import { trimDirty } from './space'
-import { spansOf, type DiskRec } from './state'
+import type { DiskRec } from './state'
 import { zeroPieces } from './zerofill'
 
 export async function diskResize(ctx: Ctx, params: { name: string; size: number; shrink?: boolean }, conn?: Connection): Promise<DiskInfo> {
@@ -84,7 +84,6 @@ async function commitResize(ctx: Ctx, disk: DiskRec, size: number, pieces: Piece
   const { state } = ctx
   const old = disk.size
   let extents: Extent[]
-  let freed: ReturnType<typeof spansOf> = []
   if (size > old) {
     const tail: Extent[] = disk.thin
       ? [{ vstart: old, length: size - old, device: NO_DEVICE, pstart: 0, flags: Flag.Zero }]
@@ -92,8 +91,9 @@ async function commitResize(ctx: Ctx, disk: DiskRec, size: number, pieces: Piece
     extents = [...disk.table.all(), ...tail]
   } else {
     extents = disk.table.slice(0, size)
-    freed = spansOf(disk.table.slice(size, old))
   }
+  const refs = state.unref(size < old ? disk.table.slice(size, old) : [])
+  const freed = refs.freed
   const table = new Table(size, extents, disk.table.generation)
   let gen = 0
   await state.db.tx(async () => {
@@ -102,15 +102,17 @@ async function commitResize(ctx: Ctx, disk: DiskRec, size: number, pieces: Piece
     gen = await state.bumpGeneration()
     await state.db.run('UPDATE disks SET size = ?, generation = ? WHERE id = ?', [size, gen, disk.id])
     await state.insertQuarantine(freed, gen)
+    await state.refs.persist(state.db, refs)
     for (const p of pieces.filter((x) => x.dirty)) await trimDirty(state, p.device, p.pstart, p.pstart + p.length)
   })
   table.generation = gen
+  state.refs.apply(refs)
   disk.table = table
   disk.size = size
   state.applyQuarantine(freed, gen)
   state.generation = gen
   state.durable = gen
-  ctx.outbox.diskResize(disk, gen)
+  ctx.outbox.diskReplace(disk, gen)
   log(`disk ${disk.name} resized from ${formatSize(old)} to ${formatSize(size)}, generation ${gen}`)
   return gen
 }

@@ -8,8 +8,9 @@
 //   * every data byte of a device is in exactly one of: mapped (by extents of
 //     disks), quarantined (freed at a generation some known agent may not have
 //     applied yet), dirty free, clean free (see allocator.ts and space.ts);
-//   * space a change stops mapping is quarantined at the change's generation,
-//     never handed out directly: an agent with an older table may still write it.
+//   * space a change stops mapping loses one reference (refs.ts); space whose
+//     last reference went is quarantined at the change's generation, never
+//     handed out directly: an agent with an older table may still write it.
 // Loading and the start-time integrity check live in load.ts.
 
 import crypto from 'node:crypto'
@@ -21,6 +22,7 @@ import { subtractDeviceRanges } from '../table/arrays'
 import { Allocator, type Span } from './allocator'
 import type { Db, SqlParam } from './db'
 import { Mutex } from './mutex'
+import { Refs, type Adjust, type RefPlan } from './refs'
 
 export interface DeviceRec {
   id: number
@@ -74,6 +76,8 @@ export interface CommitOptions {
   durable?: boolean
   /** The caller took the newly mapped spans from the allocator already (reserved while it zeroed or copied). */
   preTaken?: boolean
+  /** The newly mapped spans are mapped by other extents already: share them (one more reference each). */
+  share?: boolean
   /** More statements in the same transaction (dirty rows, job checkpoints …). */
   extra?: () => Promise<void>
 }
@@ -86,6 +90,8 @@ export class State {
   readonly alloc = new Allocator()
   /** Freed space waiting for every known agent to pass its generation (space.ts releases it). */
   quarantine: QEntry[] = []
+  /** Reference counts of shared physical ranges (snapshots, clones). */
+  refs = new Refs()
   controllerId = ''
   generation = 0
   /** Every commit up to this generation is on disk (lazy commits after it wait for a barrier). */
@@ -152,29 +158,58 @@ export class State {
   }
 
   diskInfo(d: DiskRec, openBy: string[]): DiskInfo {
+    const allocated = d.table.allocated()
+    let shared = 0
+    for (const e of spansOf(d.table.all())) shared += this.refs.sharedBytes(e)
+    let origin: string | null = null
+    if (d.origin) for (const o of this.disks.values()) if (o.uid === d.origin) origin = o.name
     return {
       name: d.name,
       size: d.size,
-      allocated: d.table.allocated(),
+      allocated,
       thin: d.thin,
       generation: d.table.generation,
       extents: d.table.count,
       openBy,
+      origin,
+      readonly: d.readonly,
+      exclusive: allocated - shared,
+      shared,
     }
   }
 
+  /** The table as admins read it; extents are split where sharing starts or ends, so `shared` is exact. */
   diskMap(d: DiskRec): DiskMap {
-    const extents = d.table.all().map((e) => ({
-      offset: e.vstart,
-      length: e.length,
-      device: e.device === NO_DEVICE ? null : (this.devices.get(e.device)?.name ?? `#${e.device}`),
-      deviceOffset: e.device === NO_DEVICE ? null : e.pstart,
-      invalid: (e.flags & Flag.Invalid) !== 0,
-      noWrite: (e.flags & Flag.NoWrite) !== 0,
-      zero: (e.flags & Flag.Zero) !== 0,
-      error: (e.flags & Flag.Error) !== 0,
-    }))
-    return { name: d.name, size: d.size, generation: d.table.generation, extents }
+    const out: DiskMap['extents'] = []
+    const push = (e: Extent, shared: boolean) =>
+      out.push({
+        offset: e.vstart,
+        length: e.length,
+        device: e.device === NO_DEVICE ? null : (this.devices.get(e.device)?.name ?? `#${e.device}`),
+        deviceOffset: e.device === NO_DEVICE ? null : e.pstart,
+        invalid: (e.flags & Flag.Invalid) !== 0,
+        noWrite: (e.flags & Flag.NoWrite) !== 0,
+        zero: (e.flags & Flag.Zero) !== 0,
+        error: (e.flags & Flag.Error) !== 0,
+        shared,
+      })
+    for (const e of d.table.all()) {
+      if (e.device === NO_DEVICE) {
+        push(e, false)
+        continue
+      }
+      let pos = e.pstart
+      const end = e.pstart + e.length
+      const piece = (a: number, b: number, shared: boolean) =>
+        push({ ...e, vstart: e.vstart + (a - e.pstart), length: b - a, pstart: a }, shared)
+      for (const s of this.refs.shared(e.device, pos, end)) {
+        if (s.start > pos) piece(pos, s.start, false)
+        piece(s.start, s.end, true)
+        pos = s.end
+      }
+      if (pos < end) piece(pos, end, false)
+    }
+    return { name: d.name, size: d.size, generation: d.table.generation, extents: out }
   }
 
   async bumpGeneration(): Promise<number> {
@@ -224,9 +259,13 @@ export class State {
     }
     const t = disk.table
     const old = t.slice(change.start, change.end)
-    const freed = spansOf(subtractDeviceRanges(old, change.extents))
+    const dropped = spansOf(subtractDeviceRanges(old, change.extents))
     const gained = spansOf(subtractDeviceRanges(change.extents, old))
-    if (!opts.preTaken) this.alloc.take(gained) // throws before anything is written if a byte is not free
+    const adjusts: Adjust[] = dropped.map((span) => ({ span, delta: -1 }))
+    if (opts.share) for (const span of gained) adjusts.push({ span, delta: 1 })
+    const refs = this.refs.plan(adjusts)
+    const taking = !opts.preTaken && !opts.share
+    if (taking) this.alloc.take(gained) // throws before anything is written if a byte is not free
     let gen = 0
     try {
       await this.db.tx(
@@ -234,16 +273,18 @@ export class State {
           await this.writeChange(disk, change)
           gen = await this.bumpGeneration()
           await this.db.run('UPDATE disks SET generation = ? WHERE id = ?', [gen, disk.id])
-          await this.insertQuarantine(freed, gen)
+          await this.insertQuarantine(refs.freed, gen)
+          await this.refs.persist(this.db, refs)
           if (opts.extra) await opts.extra()
         },
         { durable: opts.durable ?? true },
       )
     } catch (e) {
-      if (!opts.preTaken) this.alloc.give(gained, false)
+      if (taking) this.alloc.give(gained, false)
       throw e
     }
-    this.applyQuarantine(freed, gen)
+    this.refs.apply(refs)
+    this.applyQuarantine(refs.freed, gen)
     t.apply(change, gen)
     this.generation = gen
     if (opts.durable ?? true) this.durable = gen
@@ -251,7 +292,7 @@ export class State {
   }
 
   /** The rows of a change: the cut extents keep their outside parts, the change's extents replace the rest. */
-  private async writeChange(disk: DiskRec, change: Change): Promise<void> {
+  async writeChange(disk: DiskRec, change: Change): Promise<void> {
     const t = disk.table
     await this.db.run('DELETE FROM extents WHERE disk_id = ? AND vstart >= ? AND vstart < ?', [disk.id, change.start, change.end])
     if (change.start > 0) {
@@ -315,17 +356,24 @@ export class State {
     return disk
   }
 
-  /** Delete a disk; its space goes to quarantine at the delete's generation. */
+  /** One reference less on each mapped span of these extents: the plan says which spans are free now. */
+  unref(extents: Extent[]): RefPlan {
+    return this.refs.plan(spansOf(extents).map((span) => ({ span, delta: -1 })))
+  }
+
+  /** Delete a disk; space only it mapped goes to quarantine at the delete's generation, shared space loses a reference. */
   async deleteDisk(disk: DiskRec): Promise<number> {
-    const freed = spansOf(disk.table.all())
+    const refs = this.unref(disk.table.all())
     let gen = 0
     await this.db.tx(async () => {
       await this.db.run('DELETE FROM disks WHERE id = ?', [disk.id])
       gen = await this.bumpGeneration()
-      await this.insertQuarantine(freed, gen)
+      await this.insertQuarantine(refs.freed, gen)
+      await this.refs.persist(this.db, refs)
     })
     this.disks.delete(disk.name)
-    this.applyQuarantine(freed, gen)
+    this.refs.apply(refs)
+    this.applyQuarantine(refs.freed, gen)
     this.generation = gen
     this.durable = gen
     return gen
@@ -352,6 +400,7 @@ export class State {
     await this.db.tx(() => this.db.run('DELETE FROM devices WHERE id = ?', [d.id]))
     this.devices.delete(d.id)
     this.alloc.removeDevice(d.id)
+    this.refs.dropDevice(d.id)
   }
 
   /** Disks with extents on a device. */

@@ -69,6 +69,10 @@ export interface DiskInfo {
   generation: number
   extents: number
   openBy: string[] // agent ids that have the disk open
+  origin: string | null // the disk it was snapshotted or cloned from (null: none, or deleted since)
+  readonly: boolean // a snapshot: writes are EROFS
+  exclusive: number // mapped bytes no other disk maps: what deleting it would free
+  shared: number // mapped bytes other disks map too (snapshots, clones)
 }
 export interface MapExtent {
   offset: number
@@ -79,6 +83,7 @@ export interface MapExtent {
   noWrite: boolean
   zero: boolean
   error: boolean
+  shared: boolean // other disks map these bytes too: the first write copies them
 }
 export interface DiskMap {
   name: string
@@ -146,6 +151,8 @@ export interface LoadDisk {
   generation: number
   bytes: number
   readonly?: boolean
+  /** Units may return to the zero state (thin disks and clones): discards and zero writes give space back. */
+  sparse?: boolean
 }
 
 export type FaultKind = 'unmapped' | 'write-protected' | 'unallocated' | 'device-error'
@@ -181,6 +188,9 @@ export interface CliMethods {
   'disk.map': [{ name: string }, DiskMap]
   'extent.set': [{ name: string; offset: number; length: number; set: StateName[]; clear: StateName[] }, DiskMap]
   'disk.resize': [{ name: string; size: number; shrink?: boolean }, DiskInfo]
+  'disk.snapshot': [{ name: string; snapshot: string }, DiskInfo]
+  'disk.clone': [{ source: string; name: string }, DiskInfo]
+  'disk.revert': [{ name: string; to: string }, DiskInfo]
   'disk.move': [{ name: string; to: string; offset?: number; length?: number }, JobInfo]
   'device.evacuate': [{ name: string; to?: string[] }, JobInfo]
   /** Re-read the label, test I/O, clear health=error when the device works. */
@@ -208,6 +218,17 @@ export interface AgentMethods {
   'metadata.sync': [Record<string, never>, { generation: number }]
   /** Agent -> controller on a clean unmount: nothing of it is left (no fds, no table); drop its record. */
   'agent.bye': [Record<string, never>, Record<string, never>]
+  /**
+   * Agent -> controller: whole units of [offset, offset+length) were discarded (fallocate punch/zero
+   * range, or a whole unit written with zeros) on a sparse disk: return them to the zero state. The
+   * answer comes once every agent applied it. 'write-zeros': a thick disk, write zeros instead.
+   */
+  discard: [{ disk: string; uid: string; offset: number; length: number }, DiscardReply]
+}
+export interface DiscardReply {
+  result: 'discarded' | 'write-zeros' | 'denied'
+  errno?: 'EROFS' | 'EIO'
+  reason?: string
 }
 /** Controller -> agent requests. Tables ride as the binary payload (Table.encode). */
 export interface ControllerToAgentMethods {
@@ -239,13 +260,13 @@ export interface ControllerToAgentMethods {
   ]
   /** A disk was created (payload: its encoded table). */
   'disk.add': [
-    { generation: number; disk: string; uid: string; size: number; readonly?: boolean; devices?: AgentDevice[] },
+    { generation: number; disk: string; uid: string; size: number; readonly?: boolean; sparse?: boolean; devices?: AgentDevice[] },
     { generation: number },
   ]
   /** A disk was deleted: open fds of it get EIO. */
   'disk.remove': [{ generation: number; disk: string; uid: string }, { generation: number }]
-  /** A disk changed size: the whole new table is the payload; open fds keep working. */
-  'table.resize': [{ generation: number; disk: string; uid: string; size: number }, { generation: number }]
+  /** A disk's whole table changed (resize, revert): the new table is the payload; open fds keep working. */
+  'table.replace': [{ generation: number; disk: string; uid: string; size: number }, { generation: number }]
 }
 /** Notes (no answer). */
 export interface Notes {

@@ -5,8 +5,7 @@ import { isOffset } from './extents'
 import type { ExtentArrays } from './codec'
 import type { Extent } from './table'
 
-const NO_DEVICE = -1 // table.NO_DEVICE; local so there is no runtime import cycle
-const FLAG_MASK = 15 // ALL_FLAGS
+import { ALL_FLAGS as FLAG_MASK, NO_DEVICE } from './flags'
 
 /** What breaks the table invariant (see table.ts) in `a` for a disk of `size` bytes, or null. */
 export function arraysBroken(a: ExtentArrays, size: number): string | null {

@@ -22,7 +22,7 @@ import type { Extent } from './table'
 
 export const MAGIC = 0x31425456 // 'VTB1' read as a little-endian u32
 const HEADER = 8
-const FLAG_MASK = 15 // ALL_FLAGS; not imported to keep codec free of a runtime cycle with table.ts
+import { ALL_FLAGS as FLAG_MASK } from './flags'
 const BIG_ENDIAN = os.endianness() === 'BE'
 
 /** The struct-of-arrays form shared by Table and the codec. */

@@ -7,8 +7,7 @@
 import { VstorError } from '../errors'
 import type { Extent } from './table'
 
-const NO_DEVICE = -1 // same as table.NO_DEVICE; kept local so there is no runtime import cycle
-const FLAG_MASK = 15 // ALL_FLAGS
+import { ALL_FLAGS as FLAG_MASK, NO_DEVICE } from './flags'
 const MAX_DEVICE = 2 ** 31 - 1 // device ids live in an Int32Array
 
 /** Merge rule (claims 36-40): same flags, same device, and unmapped or contiguous on the device. */
@@ -25,7 +24,10 @@ export function pushMerged(out: Extent[], e: Extent): void {
 
 export function checkFlags(flags: unknown, what: string): number {
   if (typeof flags !== 'number' || !Number.isInteger(flags) || flags < 0 || flags > FLAG_MASK) {
-    throw new VstorError('BAD_ARGUMENT', `${what}: flags ${String(flags)} are not an OR of Invalid(1), NoWrite(2), Zero(4), Error(8)`)
+    throw new VstorError(
+      'BAD_ARGUMENT',
+      `${what}: flags ${String(flags)} are not an OR of Invalid(1), NoWrite(2), Zero(4), Error(8), Shared(16)`,
+    )
   }
   return flags
 }

@@ -24,22 +24,9 @@ import { decodeArrays, decodeExtents, encodeArrays, encodeExtents, type ExtentAr
 import { arraysBroken, compact, subtractDeviceRanges } from './arrays'
 import { checkFlags, isOffset, normalize, pushMerged } from './extents'
 
-export const enum Flag {
-  Invalid = 1, // no usable mapping: I/O fails (EIO), agent sends an `unmapped` fault
-  NoWrite = 2, // reads pass; writes fault `write-protected` to the controller
-  Zero = 4, // reads return zeros, no device I/O; first write faults `unallocated`
-  Error = 8, // the device failed here: I/O fails (EIO)
-}
-export const ALL_FLAGS = 15
-export const NO_DEVICE = -1
+import { Flag, NO_DEVICE } from './flags'
 
-export type StateName = 'invalid' | 'no-write' | 'zero' | 'error'
-export const STATE_FLAGS: Record<StateName, Flag> = {
-  invalid: Flag.Invalid,
-  'no-write': Flag.NoWrite,
-  zero: Flag.Zero,
-  error: Flag.Error,
-}
+export { Flag, ALL_FLAGS, NO_DEVICE, STATE_FLAGS, WRITE_PROTECTED, type StateName } from './flags'
 
 export interface Extent {
   vstart: number // byte offset in the disk

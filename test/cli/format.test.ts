@@ -14,6 +14,7 @@ const ext = (o: Partial<MapExtent>): MapExtent => ({
   noWrite: false,
   zero: false,
   error: false,
+  shared: false,
   ...o,
 })
 
@@ -54,6 +55,23 @@ test('sizes are human-readable unless --bytes; 16 TiB offsets stay exact', () =>
   assert.ok(bytes.includes(String(big + 2 ** 20)))
   const only = mapTable(map, true, { start: big, end: big + 2 ** 20 })
   assert.equal(only.split('\n').length, 3, 'header, column titles, one extent in range')
-  const disks = disksTable([{ name: 'vm1', size: 20 * 2 ** 30, allocated: 0, thin: true, generation: 3, extents: 1, openBy: [] }], false)
-  assert.match(disks, /vm1\s+20G\s+0\s+thin/)
+  const disks = disksTable(
+    [
+      {
+        name: 'vm1',
+        size: 20 * 2 ** 30,
+        allocated: 0,
+        thin: true,
+        generation: 3,
+        extents: 1,
+        openBy: [],
+        origin: null,
+        readonly: false,
+        exclusive: 0,
+        shared: 0,
+      },
+    ],
+    false,
+  )
+  assert.match(disks, /vm1\s+20G\s+0\s+0\s+0\s+thin\s+-/)
 })

@@ -22,14 +22,28 @@ const disk: DiskInfo = {
   generation: 9,
   extents: 4,
   openBy: ['host1:/mnt/vstor'],
+  origin: null,
+  readonly: false,
+  exclusive: 3 * GiB,
+  shared: 0,
 }
 const map: DiskMap = {
   name: 'vm1',
   size: 2 * GiB,
   generation: 9,
   extents: [
-    { offset: 0, length: GiB, device: 'pool0', deviceOffset: 2 ** 20, invalid: false, noWrite: true, zero: false, error: false },
-    { offset: GiB, length: GiB, device: null, deviceOffset: null, invalid: false, noWrite: false, zero: true, error: false },
+    {
+      offset: 0,
+      length: GiB,
+      device: 'pool0',
+      deviceOffset: 2 ** 20,
+      invalid: false,
+      noWrite: true,
+      zero: false,
+      error: false,
+      shared: false,
+    },
+    { offset: GiB, length: GiB, device: null, deviceOffset: null, invalid: false, noWrite: false, zero: true, error: false, shared: false },
   ],
 }
 
@@ -65,7 +79,7 @@ test('CLI output and parameters against a stand-in controller', async (t) => {
   const human = await vstorAsync(['disk', 'list'], inst.env)
   assert.equal(human.code, 0, human.stderr)
   assert.match(human.stdout, /^NAME\s+SIZE\s+ALLOCATED/)
-  assert.match(human.stdout, /^vm1\s+20G\s+3G\s+thin\s+4\s+9\s+host1:\/mnt\/vstor$/m)
+  assert.match(human.stdout, /^vm1\s+20G\s+3G\s+3G\s+0\s+thin\s+-\s+4\s+9\s+host1:\/mnt\/vstor$/m)
   const bytes = await vstorAsync(['disk', 'list', '--bytes'], inst.env)
   assert.match(bytes.stdout, new RegExp(`^vm1\\s+${20 * GiB}\\s+${3 * GiB}\\s`, 'm'))
 

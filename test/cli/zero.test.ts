@@ -42,7 +42,19 @@ test('progress notes: zero:true reaches the controller; a bar on a terminal, cle
       calls.push(params)
       // a stand-in controller that zeroes in four steps
       for (let done = 0; done <= p.size; done += p.size / 4) conn.notify('progress', { op: 'zero', done, total: p.size })
-      const info: DiskInfo = { name: p.name, size: p.size, allocated: p.size, thin: false, generation: 1, extents: 1, openBy: [] }
+      const info: DiskInfo = {
+        name: p.name,
+        size: p.size,
+        allocated: p.size,
+        thin: false,
+        generation: 1,
+        extents: 1,
+        openBy: [],
+        origin: null,
+        readonly: false,
+        exclusive: 0,
+        shared: 0,
+      }
       return method === 'disk.create' ? info : {}
     })
     return { protocol: PROTOCOL_VERSION, controllerId: 'fake', generation: 0 }

@@ -65,7 +65,7 @@ export class FakeAgent {
       this.tables.set(p.disk as string, Table.fromBuffer(p.size as number, payload, gen))
     } else if (method === 'disk.remove') {
       this.tables.delete(p.disk as string)
-    } else if (method === 'table.resize') {
+    } else if (method === 'table.replace') {
       this.tables.set(p.disk as string, Table.fromBuffer(p.size as number, payload, gen))
     }
     this.generation = gen

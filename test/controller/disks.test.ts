@@ -12,7 +12,7 @@ async function pool(t: Parameters<typeof startFixture>[0]): Promise<Fixture> {
   return f
 }
 
-const plain = { invalid: false, noWrite: false, zero: false, error: false }
+const plain = { invalid: false, noWrite: false, zero: false, error: false, shared: false }
 
 async function free(f: Fixture): Promise<number[]> {
   return (await f.call('device.list', {})).map((d) => d.free)

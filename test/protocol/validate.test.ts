@@ -37,7 +37,7 @@ const good: Record<string, unknown> = {
   'table.update': { generation: 5, disk: 'vm1', uid: 'u1', size: 2 ** 30, start: 0, end: 2 ** 20, devices: [dev], lazy: true },
   'disk.add': { generation: 6, disk: 'vm1', uid: 'u1', size: 2 ** 30, readonly: true },
   'disk.remove': { generation: 7, disk: 'vm1', uid: 'u1' },
-  'table.resize': { generation: 8, disk: 'vm1', uid: 'u1', size: 2 ** 44 },
+  'table.replace': { generation: 8, disk: 'vm1', uid: 'u1', size: 2 ** 44 },
   'agent.open': { disks: ['vm1'] },
   'agent.devices': { missing: ['b0c4-…'] },
   progress: { op: 'zero', done: 1, total: 2 },
