@@ -10,13 +10,15 @@ export default class Mount extends VstorCommand {
 
   static override description =
     'Start an agent that serves every virtual disk as MOUNTPOINT/NAME.img (a FUSE mount). Reads and writes go straight to the backing ' +
-    'devices through its copy of the extent table. Detaches once the images are visible, unless --foreground.'
+    'devices through its copy of the extent table. Detaches once the images are visible, unless --foreground. ' +
+    'The controller is reached on the socket, or on another host with --controller HOST:PORT --tls-dir DIR.'
 
   static override examples = [
     '<%= config.bin %> mount /mnt/vstor',
     '<%= config.bin %> mount /mnt/vstor --agent-id host1 --fault-timeout 30s',
     '<%= config.bin %> mount /mnt/vstor --foreground',
     '<%= config.bin %> mount /mnt/vstor --io async',
+    '<%= config.bin %> mount /mnt/vstor --controller 198.18.0.1:7420 --tls-dir /etc/vstor/tls',
   ]
 
   static override args = {
@@ -49,6 +51,7 @@ export default class Mount extends VstorCommand {
     const opts = {
       mountpoint,
       socket: this.paths(flags).socket,
+      controller: this.tcpAddress(flags) ?? undefined,
       faultTimeoutMs: parseDuration(flags['fault-timeout'], '--fault-timeout'),
       io: flags.io as IoMode,
       ...(flags['agent-id'] ? { agentId: flags['agent-id'] } : {}),

@@ -11,7 +11,7 @@
 
 import { EventEmitter } from 'node:events'
 import { VstorError } from '../errors'
-import { connect, type Connection } from '../protocol/connection'
+import { connectController, type Connection, type TcpAddress } from '../protocol/connection'
 import type { ControllerToAgentMethods, Fault, FaultReply, Params, Result } from '../protocol/messages'
 import type { AgentState } from './state'
 
@@ -19,6 +19,8 @@ type P<M extends keyof ControllerToAgentMethods> = ControllerToAgentMethods[M][0
 
 export interface LinkOptions {
   socket: string
+  /** The controller over TCP with mutual TLS (vstor mount --controller); else the socket. */
+  controller?: TcpAddress
   agentId: string
   mountpoint: string
   faultTimeoutMs: number
@@ -108,7 +110,7 @@ export class Link extends EventEmitter {
   }
 
   private async connectOnce(): Promise<void> {
-    const { conn, reply } = await connect(this.opts.socket, {
+    const { conn, reply } = await connectController(this.opts.controller ?? { socket: this.opts.socket }, {
       role: 'agent',
       agentId: this.opts.agentId,
       mountpoint: this.opts.mountpoint,

@@ -1,13 +1,16 @@
 // The controller's entry points: run in this process, start detached, stop.
 // Invariants: the database is verified and loaded before the socket listens;
-// stop closes the server first, then the database, and resolves runController.
+// the TLS listener (--listen) serves the same onHello as the socket; stop closes
+// both first, then the database, and resolves runController.
 
 import fs from 'node:fs'
 import path from 'node:path'
 import { PROTOCOL_VERSION } from '../config'
 import { spawnDetached, signalFailed, signalReady } from '../daemon'
 import { VstorError, toVstorError } from '../errors'
-import { connect, listen, type ServerHandle } from '../protocol/connection'
+import { connect, formatHostPort, joinServers, listen, listenTls } from '../protocol/connection'
+import type { HelloHandler, ServerHandle, TcpAddress } from '../protocol/connection'
+import { readTlsDir } from '../protocol/tlsfiles'
 import type { Hello, HelloReply } from '../protocol/messages'
 import { Agents } from './agents'
 import type { Ctx } from './context'
@@ -21,6 +24,8 @@ export interface ControllerOptions {
   dataDir: string
   refreshIntervalMs?: number
   noSpaceTimeoutMs?: number
+  /** Also serve TCP with mutual TLS here (--listen HOST:PORT --tls-dir DIR). */
+  listen?: TcpAddress
 }
 
 /** Run in this process until stopped (SIGTERM/SIGINT or controller.stop). */
@@ -43,7 +48,9 @@ export async function runController(opts: ControllerOptions): Promise<void> {
       refreshIntervalMs: opts.refreshIntervalMs ?? 60_000,
       stop: () => stop(),
     }
-    server = await listen(opts.socket, (hello, conn) => onHello(ctx, hello, conn))
+    const hello: HelloHandler = (h, conn) => onHello(ctx, h, conn)
+    server = await listen(opts.socket, hello)
+    if (opts.listen) server = joinServers(server, await listenTls({ ...opts.listen, log }, hello))
     const tick = setInterval(
       () =>
         void state.lock.run(async () => ctx.agents.refresh(ctx.refreshIntervalMs)).catch((e: Error) => log(`refresh failed: ${e.message}`)),
@@ -58,7 +65,9 @@ export async function runController(opts: ControllerOptions): Promise<void> {
     process.on('SIGTERM', onTerm)
     process.on('SIGINT', onInt)
     log(
-      `controller ${state.controllerId} started: pid ${process.pid}, socket ${opts.socket}, database ${ctx.database}, generation ${state.generation}`,
+      `controller ${state.controllerId} started: pid ${process.pid}, socket ${opts.socket}` +
+        (opts.listen ? `, tls ${formatHostPort(opts.listen.host, opts.listen.port)} (${opts.listen.tlsDir})` : '') +
+        `, database ${ctx.database}, generation ${state.generation}`,
     )
     signalReady()
     await stopped
@@ -117,6 +126,10 @@ export async function startControllerDetached(opts: ControllerOptions): Promise<
   const args = ['controller', 'start', '--foreground', '--socket', opts.socket, '--data-dir', opts.dataDir]
   if (opts.refreshIntervalMs !== undefined) args.push('--refresh-interval', durationFlag(opts.refreshIntervalMs))
   if (opts.noSpaceTimeoutMs !== undefined) args.push('--no-space-timeout', durationFlag(opts.noSpaceTimeoutMs))
+  if (opts.listen) {
+    await readTlsDir(opts.listen.tlsDir) // a missing or broken tls dir is the caller's mistake: say so here, exit 1
+    args.push('--listen', formatHostPort(opts.listen.host, opts.listen.port), '--tls-dir', opts.listen.tlsDir)
+  }
   fs.mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 })
   return spawnDetached({ args, logFile: path.join(opts.dataDir, 'controller.log'), readyTimeoutMs: 15_000 })
 }
