@@ -11,7 +11,8 @@ export default class Mount extends VstorCommand {
 
   static override description =
     'Start an agent that serves every virtual disk as MOUNTPOINT/NAME.img (a FUSE mount). Reads and writes go straight to the backing ' +
-    'devices through its copy of the extent table. Detaches once the images are visible, unless --foreground.'
+    'devices through its copy of the extent table. Detaches once the images are visible, unless --foreground. ' +
+    'The controller is reached on the socket, or on another host with --controller HOST:PORT --tls-dir DIR.'
 
   static override examples = [
     '<%= config.bin %> mount /mnt/vstor',
@@ -20,6 +21,7 @@ export default class Mount extends VstorCommand {
     '<%= config.bin %> mount /mnt/vstor --io async',
     '<%= config.bin %> mount /mnt/vstor --gid kvm --mode 0660',
     '<%= config.bin %> mount /mnt/vstor --scan "/dev/disk/by-id/*" --scan "/srv/pool/*.img"',
+    '<%= config.bin %> mount /mnt/vstor --controller 198.18.0.1:7420 --tls-dir /etc/vstor/tls',
   ]
 
   static override args = {
@@ -65,6 +67,7 @@ export default class Mount extends VstorCommand {
     const opts = {
       mountpoint,
       socket: this.paths(flags).socket,
+      controller: this.tcpAddress(flags) ?? undefined,
       faultTimeoutMs: parseDuration(flags['fault-timeout'], '--fault-timeout'),
       io: flags.io as IoMode,
       scan: flags.scan,

@@ -33,7 +33,10 @@ export const ErrorCodes = {
   UNKNOWN_METHOD: 1, // no handler for that method
   PROTOCOL_VERSION: 1, // the peer speaks another protocol version
   // The environment (exit 3).
-  CONTROLLER_UNREACHABLE: 3, // nothing answers on the socket
+  CONTROLLER_UNREACHABLE: 3, // nothing answers on the socket or at HOST:PORT, or no permission to use the socket
+  TLS_REFUSED: 3, // the controller did not accept this host's certificate
+  TLS_UNTRUSTED: 3, // the controller's certificate failed this host's check (CA, dates, name/IP)
+  OPENSSL_FAILED: 3, // the openssl command is missing or failed (vstor tls init/issue)
   CONTROLLER_RUNNING: 1, // a controller answers on the socket already
   START_FAILED: 3, // a daemon did not come up
   TIMEOUT: 3, // a peer did not answer in time

@@ -13,6 +13,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { pidAlive, signalFailed, signalReady, spawnDetached } from '../daemon'
 import { VstorError, toVstorError } from '../errors'
+import { describeAddress, formatHostPort, type TcpAddress } from '../protocol/address'
 import { makeFuse, makeOps } from './fuse'
 import { Link } from './link'
 import { fuseUnmount, isMounted, mountInfo } from './mounts'
@@ -21,7 +22,10 @@ import type { IoMode } from './store'
 
 export interface AgentOptions {
   mountpoint: string
+  /** The controller's socket; also where pid and log files go (<dirname>/agents). */
   socket: string
+  /** Reach the controller over TCP with mutual TLS instead of the socket. */
+  controller?: TcpAddress
   agentId?: string
   faultTimeoutMs?: number /* default 60_000 */
   /** Device I/O mode (default sync): see src/device. */
@@ -72,7 +76,14 @@ async function serve(opts: AgentOptions): Promise<void> {
   const socket = path.resolve(opts.socket)
   const agentId = opts.agentId ?? `${os.hostname()}:${mnt}`
   await prepareMountpoint(mnt)
-  const link = new Link({ socket, agentId, mountpoint: mnt, faultTimeoutMs: opts.faultTimeoutMs ?? 60_000, frontend: 'fuse-native' })
+  const link = new Link({
+    socket,
+    controller: opts.controller,
+    agentId,
+    mountpoint: mnt,
+    faultTimeoutMs: opts.faultTimeoutMs ?? 60_000,
+    frontend: 'fuse-native',
+  })
   const state = new AgentState({
     fault: (f) => link.fault(f),
     metaSync: () => link.metaSync(),
@@ -85,7 +96,8 @@ async function serve(opts: AgentOptions): Promise<void> {
   })
   link.on('failed', (what: string) => log(what))
   link.on('disconnected', () => log('lost the controller; serving mapped I/O, reconnecting'))
-  link.on('connected', () => log(`connected to the controller at ${socket} (generation ${state.generation})`))
+  const where = describeAddress(opts.controller ?? { socket })
+  link.on('connected', () => log(`connected to the controller at ${where} (generation ${state.generation})`))
   try {
     await link.start(state)
   } catch (e) {
@@ -194,6 +206,8 @@ export async function startAgentDetached(opts: AgentOptions): Promise<{ pid: num
   if (opts.uid !== undefined) args.push('--uid', String(opts.uid))
   if (opts.gid !== undefined) args.push('--gid', String(opts.gid))
   if (opts.mode !== undefined) args.push('--mode', `0${opts.mode.toString(8)}`)
+  const c = opts.controller
+  if (c) args.push('--controller', formatHostPort(c.host, c.port), '--tls-dir', path.resolve(c.tlsDir))
   // With --io async, device I/O runs on libuv's thread pool; 4 threads (the default) would cap queue depth.
   const env = process.env
   env.UV_THREADPOOL_SIZE ??= '16'

@@ -15,7 +15,7 @@
 
 import { EventEmitter } from 'node:events'
 import { VstorError } from '../errors'
-import { connect, type Connection } from '../protocol/connection'
+import { connectController, type Connection, type TcpAddress } from '../protocol/connection'
 import type { ControllerToAgentMethods, DiscardReply, Fault, FaultReply, Params, Result } from '../protocol/messages'
 import type { AgentState } from './state'
 
@@ -23,6 +23,8 @@ type P<M extends keyof ControllerToAgentMethods> = ControllerToAgentMethods[M][0
 
 export interface LinkOptions {
   socket: string
+  /** The controller over TCP with mutual TLS (vstor mount --controller); else the socket. */
+  controller?: TcpAddress
   agentId: string
   mountpoint: string
   faultTimeoutMs: number
@@ -137,7 +139,7 @@ export class Link extends EventEmitter {
   private async connectOnce(): Promise<void> {
     let got
     try {
-      got = await connect(this.opts.socket, {
+      got = await connectController(this.opts.controller ?? { socket: this.opts.socket }, {
         role: 'agent',
         agentId: this.opts.agentId,
         mountpoint: this.opts.mountpoint,

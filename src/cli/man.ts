@@ -12,7 +12,7 @@ import type { Command } from '@oclif/core'
 type Cmd = Command.Loadable
 type FlagDef = Command.Flag.Cached
 
-const GLOBAL_FLAGS = new Set(['socket', 'data-dir', 'json'])
+const GLOBAL_FLAGS = new Set(['socket', 'data-dir', 'controller', 'tls-dir', 'json'])
 
 /** Escape text for roff: backslashes, hyphens (so they stay ASCII), and a leading dot or quote. */
 export function esc(text: string): string {
@@ -94,7 +94,8 @@ on a FUSE mount. An \\fIagent\\fR (\\fBvstor mount\\fR) keeps a copy of each dis
 and resolves every read and write through it onto backing devices (regular files or block devices).
 The \\fIcontroller\\fR (\\fBvstor controller start\\fR) keeps the authoritative table in SQLite,
 pushes changes to agents, replaces their copies periodically and answers their faults.
-This command is the CLI; it talks to the controller over a Unix socket.
+This command is the CLI; it talks to the controller over a Unix socket, or from another host
+over TCP with mutual TLS (\\fB\\-\\-controller\\fR, \\fB\\-\\-tls\\-dir\\fR; certificates from \\fBvstor tls\\fR).
 .PP
 Sizes are bytes or a number with a binary suffix K, M, G, T or P (\\fB10G\\fR = 10 GiB).
 Durations are like \\fB500ms\\fR, \\fB5s\\fR, \\fB2m\\fR.
@@ -106,6 +107,14 @@ Unix socket of the controller (default: /run/vstor/vstor.sock; environment: VSTO
 .TP
 \\fB\\-\\-data\\-dir\\fR \\fIDIR\\fR
 Directory of the controller database and log (default: /var/lib/vstor; environment: VSTOR_DATA_DIR).
+.TP
+\\fB\\-\\-controller\\fR \\fIHOST:PORT\\fR
+Reach the controller at HOST:PORT (\\fB198.18.0.1:7420\\fR, \\fB[fd00::1]:7420\\fR, \\fBctl.example:7420\\fR)
+over TCP with mutual TLS instead of the socket; needs \\fB\\-\\-tls\\-dir\\fR (environment: VSTOR_CONTROLLER).
+.TP
+\\fB\\-\\-tls\\-dir\\fR \\fIDIR\\fR
+This host's \\fIca.crt\\fR, \\fItls.crt\\fR and \\fItls.key\\fR: a directory made by \\fBvstor tls issue\\fR
+(environment: VSTOR_TLS_DIR). The controller uses its own with \\fBcontroller start \\-\\-listen\\fR.
 .TP
 \\fB\\-\\-json\\fR
 Print the result as JSON on standard output; errors become \\fB{"error":{"code":...,"message":...}}\\fR.
@@ -126,7 +135,8 @@ User error: a bad size or name, no such disk or device, a name in use, the pool 
 Usage error: unknown command or flag, missing argument, a value not among the choices.
 .TP
 .B 3
-Environment: the controller is unreachable, a daemon did not start, a peer timed out.
+Environment: the controller is unreachable, a daemon did not start, a peer timed out,
+a TLS certificate was refused by either side, openssl failed.
 .TP
 .B 4
 Internal error or damaged database (see \\fBvstor\\-controller\\fR(8) for restoring a backup).
@@ -140,6 +150,12 @@ Default for \\fB\\-\\-socket\\fR.
 .TP
 .B VSTOR_DATA_DIR
 Default for \\fB\\-\\-data\\-dir\\fR.
+.TP
+.B VSTOR_CONTROLLER
+Default for \\fB\\-\\-controller\\fR.
+.TP
+.B VSTOR_TLS_DIR
+Default for \\fB\\-\\-tls\\-dir\\fR.
 .TP
 .B VSTOR_DEBUG
 Print stack traces of internal errors.

@@ -1,13 +1,16 @@
 // The controller's entry points: run in this process, start detached, stop.
 // Invariants: the database is verified and loaded before the socket listens;
-// stop lets jobs reach a step boundary, closes the server, then the database,
-// and resolves runController. Files it creates are mode 0600 (umask 077).
+// stop lets jobs reach a step boundary, closes the server (the socket and the
+// TLS listener of --listen, which share one onHello), then the database, and
+// resolves runController. Files it creates are mode 0600 (umask 077).
 
 import fs from 'node:fs'
 import path from 'node:path'
 import { spawnDetached, signalFailed, signalReady } from '../daemon'
 import { VstorError, toVstorError } from '../errors'
-import { connect, listen, type ServerHandle } from '../protocol/connection'
+import { connect, formatHostPort, joinServers, listen, listenTls } from '../protocol/connection'
+import type { HelloHandler, ServerHandle, TcpAddress } from '../protocol/connection'
+import { readTlsDir } from '../protocol/tlsfiles'
 import { Agents } from './agents'
 import type { Ctx } from './context'
 import { DeviceIo } from './devio'
@@ -27,6 +30,8 @@ export interface ControllerOptions {
   noSpaceTimeoutMs?: number
   /** How long changes every agent must apply first wait for acks (default 10 s). */
   agentTimeoutMs?: number
+  /** Also serve TCP with mutual TLS here (--listen HOST:PORT --tls-dir DIR). */
+  listen?: TcpAddress
 }
 
 /** Run in this process until stopped (SIGTERM/SIGINT or controller.stop). */
@@ -72,7 +77,9 @@ export async function runController(opts: ControllerOptions): Promise<void> {
     registerKinds(c.jobs)
     await c.jobs.load()
     c.jobs.resume() // before serving: a move fenced before a crash holds its range again first
-    server = await listen(opts.socket, (hello, conn) => onHello(c, hello, conn))
+    const hello: HelloHandler = (h, conn) => onHello(c, h, conn)
+    server = await listen(opts.socket, hello)
+    if (opts.listen) server = joinServers(server, await listenTls({ ...opts.listen, log }, hello))
     c.space.kick()
     const tick = setInterval(() => c.outbox.refresh(c.refreshIntervalMs), Math.max(100, Math.min(c.refreshIntervalMs, 5_000)))
     const onSignal = (sig: string) => {
@@ -84,7 +91,9 @@ export async function runController(opts: ControllerOptions): Promise<void> {
     process.on('SIGTERM', onTerm)
     process.on('SIGINT', onInt)
     log(
-      `controller ${state.controllerId} started: pid ${process.pid}, socket ${opts.socket}, database ${c.database}, generation ${state.generation}`,
+      `controller ${state.controllerId} started: pid ${process.pid}, socket ${opts.socket}` +
+        (opts.listen ? `, tls ${formatHostPort(opts.listen.host, opts.listen.port)} (${opts.listen.tlsDir})` : '') +
+        `, database ${c.database}, generation ${state.generation}`,
     )
     signalReady()
     await stopped
@@ -132,6 +141,10 @@ export async function startControllerDetached(opts: ControllerOptions): Promise<
   if (opts.refreshIntervalMs !== undefined) args.push('--refresh-interval', durationFlag(opts.refreshIntervalMs))
   if (opts.noSpaceTimeoutMs !== undefined) args.push('--no-space-timeout', durationFlag(opts.noSpaceTimeoutMs))
   if (opts.agentTimeoutMs !== undefined) args.push('--agent-timeout', durationFlag(opts.agentTimeoutMs))
+  if (opts.listen) {
+    await readTlsDir(opts.listen.tlsDir) // a missing or broken tls dir is the caller's mistake: say so here, exit 1
+    args.push('--listen', formatHostPort(opts.listen.host, opts.listen.port), '--tls-dir', opts.listen.tlsDir)
+  }
   fs.mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 })
   return spawnDetached({ args, logFile: path.join(opts.dataDir, 'controller.log'), readyTimeoutMs: 15_000 })
 }

@@ -1,4 +1,5 @@
-// One peer over a Unix stream socket: framing, request ids, replies, hello.
+// One peer over a stream socket (Unix, or TCP under TLS: a TLSSocket is a net.Socket):
+// framing, request ids, replies, hello.
 //
 // Invariants:
 //   * nothing thrown while handling incoming bytes escapes the socket's 'data' handler:
@@ -46,6 +47,11 @@ const isId = (v: unknown): v is number => typeof v === 'number' && Number.isSafe
 
 export class Connection extends EventEmitter {
   hello: Hello | null = null
+  /**
+   * The peer's name from its verified TLS certificate (the CN); null on the Unix socket.
+   * A server uses it as the client's identity; a client sees the controller's name.
+   */
+  readonly peerName: string | null
   private _closed = false
   private nextId = 1
   private readonly pending = new Map<number, Pending>()
@@ -62,9 +68,10 @@ export class Connection extends EventEmitter {
 
   constructor(
     private readonly socket: net.Socket,
-    opts: { maxFrame?: number } = {},
+    opts: { maxFrame?: number; peerName?: string | null } = {},
   ) {
     super()
+    this.peerName = opts.peerName ?? null
     this.maxFrame = opts.maxFrame ?? MAX_FRAME
     this.decoder = new FrameDecoder(this.maxFrame)
     this.socketClosed = new Promise((resolve) => socket.once('close', () => resolve()))

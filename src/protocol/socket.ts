@@ -1,5 +1,6 @@
 // Unix-socket endpoints: the controller's listener and the clients' connect, both
-// ending in a Connection that has exchanged hello.
+// ending in a Connection that has exchanged hello; connectController picks the socket or
+// TLS (tls.ts) from a ControllerAddress.
 //
 // Invariants: the socket file is mode 0600 in a 0755 directory; a stale socket file
 // (nothing answers) is replaced, a live one is never touched; close() unlinks the
@@ -10,8 +11,10 @@ import net from 'node:net'
 import path from 'node:path'
 import { PROTOCOL_VERSION } from '../config'
 import { VstorError } from '../errors'
+import { isTcp, type ControllerAddress } from './address'
 import type { Hello, HelloReply } from './messages'
 import { Connection, type HelloHandler } from './peer'
+import { connectTls } from './tls'
 import { validateHelloReply } from './validate'
 
 function checkSocketPath(socketPath: string): void {
@@ -21,11 +24,17 @@ function checkSocketPath(socketPath: string): void {
 }
 
 function unreachable(socketPath: string, e: NodeJS.ErrnoException): VstorError {
-  const why = e.code === 'ENOENT' || e.code === 'ECONNREFUSED' ? 'is the controller running?' : `${e.code ?? e.message}:`
-  return new VstorError(
-    'CONTROLLER_UNREACHABLE',
-    `cannot reach the vstor controller at ${socketPath}: ${why} try \`vstor controller start\``,
-  )
+  const at = `cannot reach the vstor controller at ${socketPath}`
+  if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') {
+    return new VstorError('CONTROLLER_UNREACHABLE', `${at}: is the controller running? try \`vstor controller start\``)
+  }
+  if (e.code === 'EACCES' || e.code === 'EPERM') {
+    return new VstorError(
+      'CONTROLLER_UNREACHABLE',
+      `${at}: permission denied: run as root, or as a user that may read and write the socket (mode 0600) and enter its directory`,
+    )
+  }
+  return new VstorError('CONTROLLER_UNREACHABLE', `${at}: ${e.code ?? e.message}: is --socket the controller's socket?`)
 }
 
 /** Open a socket; errors come back as the errno exception. */
@@ -64,6 +73,25 @@ export async function connect(
 export interface ServerHandle {
   close(): Promise<void>
   connections(): Set<Connection>
+}
+
+/** Connect to the controller wherever it is: its Unix socket, or HOST:PORT over mutual TLS. */
+export function connectController(
+  address: ControllerAddress,
+  hello: Omit<Hello, 'protocol'>,
+  opts: { timeoutMs?: number } = {},
+): Promise<{ conn: Connection; reply: HelloReply }> {
+  return isTcp(address) ? connectTls(address, hello, opts) : connect(address.socket, hello, opts)
+}
+
+/** Several listeners as one: connections of all, close closes all. */
+export function joinServers(...servers: ServerHandle[]): ServerHandle {
+  return {
+    connections: () => new Set(servers.flatMap((s) => [...s.connections()])),
+    close: async () => {
+      await Promise.all(servers.map((s) => s.close()))
+    },
+  }
 }
 
 /** A socket file left by a dead controller is removed; a live one is refused. */

@@ -2,9 +2,13 @@
 // user hits first (nothing running, a typo in a flag, a bad size).
 
 import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
 import fs from 'node:fs'
+import path from 'node:path'
 import { test } from 'node:test'
-import { tempInstance, vstor } from './run'
+import { PROTOCOL_VERSION } from '../../src/config'
+import { listen } from '../../src/protocol/connection'
+import { BIN, ROOT, tempInstance, vstor } from './run'
 
 const STACK = /^\s+at .+[(:]/m
 
@@ -70,4 +74,32 @@ test('unknown command: exit 2', () => {
   const r = vstor(['frobnicate'])
   assert.equal(r.code, 2)
   assert.match(r.stderr, /^vstor: command frobnicate not found/)
+})
+
+test('a socket this user may not open: exit 3 saying it needs root or access to the socket, not to start a controller', async (t) => {
+  if (process.getuid?.() !== 0) {
+    if (process.env.CI) throw new Error('this test needs root (to run the CLI as nobody); under CI this is a failure')
+    return t.skip('needs root (to run the CLI as nobody)')
+  }
+  const inst = tempInstance()
+  fs.chmodSync(inst.dir, 0o755) // nobody may enter the directory; the socket itself is 0600 root
+  const server = await listen(inst.socket, () => ({ protocol: PROTOCOL_VERSION, controllerId: 'c', generation: 0 }))
+  t.after(async () => {
+    await server.close()
+    fs.rmSync(inst.dir, { recursive: true, force: true })
+  })
+  const args = ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, BIN, 'status', '--socket', inst.socket]
+  const env = { ...inst.env, HOME: path.join(inst.dir, 'home') }
+  const r = await new Promise<{ code: number; stderr: string }>((resolve) =>
+    execFile('setpriv', args, { cwd: ROOT, env, encoding: 'utf8', timeout: 30_000 }, (err, _out, stderr) =>
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stderr }),
+    ),
+  )
+  assert.equal(r.code, 3, r.stderr)
+  assert.equal(
+    r.stderr,
+    `vstor: cannot reach the vstor controller at ${inst.socket}: permission denied: ` +
+      'run as root, or as a user that may read and write the socket (mode 0600) and enter its directory\n',
+  )
+  assert.doesNotMatch(r.stderr, /controller start/)
 })

@@ -33,6 +33,8 @@ test('--help of every vstor command shows usage, flags and its examples', async 
     'job:wait',
     'mount',
     'status',
+    'tls:init',
+    'tls:issue',
     'unmount',
   ])
   for (const cmd of own) {
@@ -43,6 +45,8 @@ test('--help of every vstor command shows usage, flags and its examples', async 
     assert.match(r.stdout, new RegExp(`USAGE\\n  \\$ vstor ${words.join(' ')}`))
     assert.match(r.stdout, /--socket=PATH/, `${cmd.id} takes the global --socket`)
     assert.match(r.stdout, /--data-dir=DIR/, `${cmd.id} takes the global --data-dir`)
+    assert.match(r.stdout, /--controller=HOST:PORT/, `${cmd.id} takes the global --controller`)
+    assert.match(r.stdout, /--tls-dir=DIR/, `${cmd.id} takes the global --tls-dir`)
     assert.match(r.stdout, /EXAMPLES\n/, `${cmd.id} shows examples`)
     const first = cmd.examples?.[0]
     const text = (typeof first === 'string' ? first : (first?.command ?? '')).replace('<%= config.bin %>', 'vstor')
@@ -60,7 +64,7 @@ test('vstor autocomplete --help works (the plugin loads)', () => {
 test('vstor --help lists the topics and commands', () => {
   const r = vstor(['--help'])
   assert.equal(r.code, 0, r.stderr)
-  for (const word of ['controller', 'device', 'disk', 'extent', 'mount', 'unmount', 'status']) {
+  for (const word of ['controller', 'device', 'disk', 'extent', 'mount', 'unmount', 'status', 'tls']) {
     assert.match(r.stdout, new RegExp(`^  ${word}\\s`, 'm'), `lists ${word}`)
   }
 })
