@@ -169,6 +169,10 @@ export function onHello(ctx: Ctx, hello: Hello, conn: Connection): HelloReply {
   }
   let epoch: number | undefined
   if (hello.role === 'agent') {
+    // Over TLS the certificate's name is the identity: an agent id is NAME or NAME:…, never another host's.
+    const peer = conn.peerName
+    if (peer && hello.agentId !== peer && !hello.agentId?.startsWith(`${peer}:`))
+      hello = { ...hello, agentId: `${peer}:${hello.mountpoint ?? ''}` }
     const a = ctx.agents.admit(hello, `agent-${process.pid}-${++seq}`)
     attach(ctx, conn)
     ctx.agents.attach(a, conn)

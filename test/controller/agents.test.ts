@@ -19,6 +19,7 @@ function sameAsMap(t: Table | undefined, m: DiskMap, f: Map<number, string>): vo
       noWrite: (e.flags & Flag.NoWrite) !== 0,
       zero: (e.flags & Flag.Zero) !== 0,
       error: (e.flags & Flag.Error) !== 0,
+      shared: false, // no snapshots here
     })),
     m.extents,
   )

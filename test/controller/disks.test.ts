@@ -9,6 +9,7 @@ async function pool(t: Parameters<typeof startFixture>[0]): Promise<Fixture> {
   const f = await startFixture(t)
   await f.call('device.add', { path: f.file('d0.img', 16 * MiB) })
   await f.call('device.add', { path: f.file('d1.img', 16 * MiB) })
+  await f.scrubbed()
   return f
 }
 
@@ -128,6 +129,7 @@ test('a restart keeps devices, disks, maps and the generation', async (t) => {
   await f.call('extent.set', { name: 'a', offset: 5 * MiB, length: MiB, set: ['zero'], clear: [] })
   await f.call('extent.set', { name: 'a', offset: 16 * MiB, length: 3 * MiB, set: ['error'], clear: [] })
   await f.call('extent.set', { name: 't', offset: 8 * MiB, length: 8 * MiB, set: ['invalid'], clear: ['zero'] })
+  await f.scrubbed()
   const before = await f.call('status', {})
   const maps: DiskMap[] = [await f.call('disk.map', { name: 'a' }), await f.call('disk.map', { name: 't' })]
   await f.restart()

@@ -24,6 +24,8 @@ export interface Fixture {
   stop(): Promise<void>
   /** Run at teardown before the controller stops (last registered first). */
   onCleanup(fn: () => void | Promise<void>): void
+  /** Wait until the scrubber zeroed every new or freed range (device lists stop changing on their own). */
+  scrubbed(): Promise<void>
 }
 
 export function tempDir(t?: TestContext): string {
@@ -32,9 +34,9 @@ export function tempDir(t?: TestContext): string {
   return dir
 }
 
-export async function waitFor(cond: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+export async function waitFor(cond: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs
-  while (!cond()) {
+  while (!(await cond())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
     await new Promise((r) => setTimeout(r, 20))
   }
@@ -103,5 +105,12 @@ export async function startFixture(t: TestContext, opts: Partial<ControllerOptio
     },
     stop,
     onCleanup: (fn) => cleanups.push(fn),
+    async scrubbed() {
+      const deadline = Date.now() + 30_000
+      while ((await call('device.list', {})).some((d) => d.scrubbing > 0)) {
+        if (Date.now() > deadline) throw new Error('timed out waiting for the scrubber')
+        await new Promise((r) => setTimeout(r, 20))
+      }
+    },
   }
 }

@@ -36,9 +36,10 @@ test('vstor mount in namespace B with --controller over TLS serves a thin disk o
 
   await vstorIn(b, ['mount', v.mnt, '--controller', controller, '--tls-dir', pki.good, '--agent-id', 'hostb'])
   const agents = (await v.status()).agents
+  // over TLS the certificate names the agent: its cert says 'hosta', so it cannot call itself 'hostb'
   assert.deepEqual(
     agents.map((x) => [x.id, x.connected]),
-    [['hostb', true]],
+    [[`hosta:${v.mnt}`, true]],
   )
   const log = fs.readFileSync(path.join(v.dataDir, 'controller.log'), 'utf8')
   assert.match(log, new RegExp(`tls: accepted 'hosta' from ${link.b.ip.replace(/\./g, '\\.')}:\\d+`))
