@@ -124,9 +124,10 @@ async function serve(opts: AgentOptions): Promise<void> {
         await new Promise<void>((resolve) => fuse.unmount(() => resolve()))
         if (await isMounted(mnt)) await fuseUnmount(mnt, true).catch(() => {})
       }
-      // unmounted: no fd of ours is left anywhere, so the controller may drop this agent
-      await link.bye()
+      // unmounted and every device closed (late requests through a lazily detached fd fail):
+      // nothing of ours can write any more, so the controller may drop this agent
       await state.closeAll()
+      await link.bye()
       await fs.promises.rm(pidFile, { force: true })
     })())
   try {

@@ -59,6 +59,8 @@ export class Space {
   /** Something changed (an ack, a forget, a release): release what is safe, scrub what is dirty. Debounced. */
   kick(): void {
     if (this.kicked || this.stopped) return
+    // most acks find nothing to do: no lock, no timer
+    if (this.state.quarantine.length === 0 && this.state.alloc.dirty.devices().every((d) => this.state.alloc.dirty.view(d).length === 0)) return
     this.kicked = true
     setImmediate(() => {
       this.kicked = false
