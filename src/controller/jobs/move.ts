@@ -146,7 +146,10 @@ export async function moveStep(
     })
   }
   const c = cp.chunk!
-  await ctx.outbox.acked(fenceGen, { timeoutMs: ctx.agentTimeoutMs, what: `moving disk '${task.disk}' [${c.start}, ${c.end})` })
+  await ctx.jobs.interruptible(
+    job,
+    ctx.outbox.acked(fenceGen, { timeoutMs: ctx.agentTimeoutMs, what: `moving disk '${task.disk}' [${c.start}, ${c.end})` }),
+  )
   const t0 = Date.now()
   await ctx.space.waitScrub(c.dest) // a discard still running there must not land on the copy
   await copy(ctx, c)
@@ -166,7 +169,10 @@ export async function moveStep(
     ctx.outbox.update(disk, next, gen)
     return gen
   })
-  await ctx.outbox.acked(switchGen, { timeoutMs: ctx.agentTimeoutMs, what: `switching disk '${task.disk}' [${c.start}, ${c.end})` })
+  await ctx.jobs.interruptible(
+    job,
+    ctx.outbox.acked(switchGen, { timeoutMs: ctx.agentTimeoutMs, what: `switching disk '${task.disk}' [${c.start}, ${c.end})` }),
+  )
   job.stats.stalls.push(Date.now() - c.fencedAt)
   ctx.space.kick()
   await sleep(copyMs * THROTTLE)
