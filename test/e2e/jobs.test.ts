@@ -3,7 +3,8 @@
 // stats; `job wait` exits 0 for a done job and 1 (saying why) for a cancelled
 // one; `job cancel` of a move waiting on a stopped agent ends it at once as
 // cancelled and undoes the chunk in progress (its old place and states come
-// back, the new space goes back to the pool).
+// back, the new space goes back to the pool); an evacuation whose disk is
+// deleted under it goes on with the next disk and keeps no space for it.
 
 import assert from 'node:assert/strict'
 import test from 'node:test'
@@ -80,5 +81,22 @@ test('job list, job wait, job cancel, disk move --wait', async (t) => {
     assert.equal(d0?.used, 0, 'the cancelled chunk kept its new space')
     cont()
     await qemuIoOk(img, ['read -P 0x4a 0 32M', 'write -P 0x4b 1M 4k', 'read -P 0x4b 1M 4k'])
+  })
+
+  await t.test('device evacuate goes on past a disk deleted under it and gives back the space it took for it', async () => {
+    await v.run(['disk', 'create', 'x', '--size', '16M', '--device', 'd0'])
+    await v.run(['disk', 'create', 'y', '--size', '8M', '--device', 'd0'])
+    await qemuIoOk(v.image('y'), ['write -P 0x79 0 8M'])
+    const cont = pause(v, (await v.status()).agents[0]!.pid)
+    const job = await startJob(v, ['device', 'evacuate', 'd0'])
+    await waitFenced(v, 'x') // its new space is taken and copied; the fence waits for the stopped agent
+    await v.run(['disk', 'delete', 'x'])
+    cont()
+    const done = (await v.run<JobInfo>(['job', 'wait', String(job.id)], { json: true })).json
+    assert.equal(done.state, 'done')
+    const [y] = await assertSpaceConsistent(v, ['y'])
+    assert.deepEqual(devicesOf(y!), ['d1'])
+    assert.equal((await v.deviceList()).find((d) => d.name === 'd0')?.used, 0)
+    await qemuIoOk(v.image('y'), ['read -P 0x79 0 8M'])
   })
 })
