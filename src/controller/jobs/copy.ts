@@ -3,13 +3,13 @@
 //
 // Invariants:
 //   * when copyChunk resolves, the new pieces hold what the old extents held
-//     when it read them, durably: 'copy' and 'compare' fdatasync every
-//     destination device (also where 'compare' found the bytes equal: they
-//     may sit unsynced in the page cache since an earlier process), 'update'
-//     only those it wrote to (the pre-copy before it synced the rest);
-//   * 'compare' and 'update' read both sides and write only the blocks that
-//     differ, so a chunk copied once before its fence costs, under the fence,
-//     a re-read (mostly from the page cache) and a small sync, if any;
+//     when it read them, fdatasynced; it returns those bytes;
+//   * updateChunk (under the fence) rereads the old extents and rewrites only
+//     the blocks that differ from what copyChunk wrote (kept in memory, so
+//     the new pieces need not be read back), then fdatasyncs the devices it
+//     wrote to; after a restart it compares with what the new pieces hold and
+//     fdatasyncs them all (equal bytes may sit unsynced in the page cache,
+//     written by the process that died);
 //   * buffers belong to one call: jobs running side by side never share them.
 
 import { VstorError } from '../../errors'
@@ -69,52 +69,76 @@ export function onto(orig: Extent[], dest: Piece[]): Extent[] {
   return out
 }
 
-/** Copy, or bring up to date, the new pieces from the old extents (see the invariants); returns the bytes written. */
-export async function copyChunk(ctx: Ctx, orig: Extent[], dest: Piece[], how: 'copy' | 'compare' | 'update'): Promise<number> {
-  const dev = async (id: number) => {
+function devices(ctx: Ctx) {
+  return async (id: number) => {
     const d = ctx.state.devices.get(id)
     if (!d) throw new VstorError('INTERNAL', `device #${id} left the pool during a move`)
     return ctx.io.get(d)
   }
-  const bufs = [Buffer.allocUnsafe(SEGMENT), Buffer.allocUnsafe(SEGMENT)]
-  const theirs = how === 'copy' ? null : Buffer.allocUnsafe(SEGMENT)
-  const synced = new Set<number>(how === 'update' ? [] : dest.map((p) => p.device))
-  let written = 0
-  let writing: Promise<void> = Promise.resolve()
+}
+
+/** Copy the old extents onto the new pieces (reads and writes overlapped), fdatasync; returns the bytes copied, kept to compare against under the fence. */
+export async function copyChunk(ctx: Ctx, orig: Extent[], dest: Piece[]): Promise<Buffer> {
+  const dev = devices(ctx)
   const segs = segments(orig, dest)
+  const data = Buffer.allocUnsafe(segs.reduce((n, s) => n + s.length, 0))
+  let writing: Promise<void> = Promise.resolve()
   try {
-    for (let i = 0; i < segs.length; i++) {
-      const s = segs[i]!
-      // the write of segment i-2 used this buffer; it ended before segment i-1's write started
-      const b = bufs[i % 2]!.subarray(0, s.length)
-      const dst = await dev(s.dst)
-      if (theirs) {
-        const t = theirs.subarray(0, s.length)
-        await Promise.all([(await dev(s.src)).readAt(b, s.srcPos), dst.readAt(t, s.dstPos)])
-        for (let at = 0; at < s.length;) {
-          const n = Math.min(BLOCK, s.length - at)
-          if (b.subarray(at, at + n).equals(t.subarray(at, at + n))) {
-            at += n
-            continue
-          }
-          let end = at + n
-          while (end < s.length && !b.subarray(end, end + BLOCK).equals(t.subarray(end, end + BLOCK))) end = Math.min(s.length, end + BLOCK)
-          await dst.writeAt(b.subarray(at, end), s.dstPos + at)
-          synced.add(s.dst)
-          written += end - at
-          at = end
-        }
-        continue
-      }
+    let at = 0
+    for (const s of segs) {
+      const b = data.subarray(at, at + s.length)
+      at += s.length
       await (await dev(s.src)).readAt(b, s.srcPos)
       await writing
-      writing = dst.writeAt(b, s.dstPos)
-      written += s.length
+      writing = (await dev(s.dst)).writeAt(b, s.dstPos)
     }
     await writing
   } catch (e) {
     await writing.catch(() => {}) // never leave a write running (or its rejection unhandled)
     throw e
+  }
+  for (const id of new Set(dest.map((p) => p.device))) await (await dev(id)).syncP()
+  return data
+}
+
+/**
+ * Under the fence: make the new pieces equal to the old extents, writing only the blocks that differ
+ * from `prev` (what copyChunk wrote there), or after a restart from what the new pieces hold; returns
+ * the bytes written.
+ */
+export async function updateChunk(ctx: Ctx, orig: Extent[], dest: Piece[], prev: Buffer | null): Promise<number> {
+  const dev = devices(ctx)
+  const mine = Buffer.allocUnsafe(SEGMENT)
+  const read = prev ? null : Buffer.allocUnsafe(SEGMENT)
+  const synced = new Set<number>(prev ? [] : dest.map((p) => p.device))
+  let written = 0
+  let at = 0
+  for (const s of segments(orig, dest)) {
+    const b = mine.subarray(0, s.length)
+    const dst = await dev(s.dst)
+    let t: Buffer
+    if (read) {
+      t = read.subarray(0, s.length)
+      await Promise.all([(await dev(s.src)).readAt(b, s.srcPos), dst.readAt(t, s.dstPos)])
+    } else {
+      t = prev!.subarray(at, at + s.length)
+      await (await dev(s.src)).readAt(b, s.srcPos)
+    }
+    at += s.length
+    for (let i = 0; i < s.length;) {
+      const same = (x: number): boolean => b.subarray(x, x + BLOCK).equals(t.subarray(x, x + BLOCK))
+      if (same(i)) {
+        i += BLOCK
+        continue
+      }
+      let end = i + BLOCK
+      while (end < s.length && !same(end)) end += BLOCK
+      end = Math.min(end, s.length)
+      await dst.writeAt(b.subarray(i, end), s.dstPos + i)
+      synced.add(s.dst)
+      written += end - i
+      i = end
+    }
   }
   for (const id of synced) await (await dev(id)).syncP()
   return written

@@ -33,7 +33,7 @@ import { busyAt, markBusy, type Ctx } from '../context'
 import { log } from '../log'
 import { trimDirty } from '../space'
 import { isEmpty, type DiskRec } from '../state'
-import { copyChunk, onto } from './copy'
+import { copyChunk, onto, updateChunk } from './copy'
 import type { JobRec } from './runner'
 
 export const CHUNK = 16 * MiB
@@ -139,7 +139,7 @@ export async function moveStep(
   const { state } = ctx
   let fenceGen: number
   let preMs = 0
-  let precopied = false
+  let copied: Buffer | null = null
   if (!cp.chunk) {
     const plan = await state.lock.run(async () => {
       const disk = liveDisk(ctx, task)
@@ -153,9 +153,8 @@ export async function moveStep(
     if (!plan) return 'done'
     const t0 = Date.now()
     await ctx.space.waitScrub(plan.dest) // a discard still running there must not land on the copy
-    await copyChunk(ctx, plan.orig, plan.dest, 'copy')
+    copied = await copyChunk(ctx, plan.orig, plan.dest)
     preMs = Date.now() - t0
-    precopied = true
     const r = await state.lock.run(async () => {
       const disk = liveDisk(ctx, task)
       const busy = busyAt(ctx, disk.uid, plan.start, plan.end)
@@ -198,7 +197,7 @@ export async function moveStep(
   )
   const t1 = Date.now()
   await ctx.space.waitScrub(c.dest)
-  await copyChunk(ctx, c.orig, c.dest, precopied ? 'update' : 'compare')
+  await updateChunk(ctx, c.orig, c.dest, copied)
   const copyMs = preMs + Date.now() - t1
   const switchGen = await state.lock.run(async () => {
     const disk = liveDisk(ctx, task)
