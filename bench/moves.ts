@@ -126,6 +126,7 @@ export async function runMoves(v: Vstor, dir: string, quick: boolean, log: (s: s
     throw new Error(`${img} did not appear`)
   log(`moves: prefill ${size / MiB} MiB`)
   await prefill(img, size)
+  await run('sync', [], 600_000) // the prefill's writeback must not slow down the first dd or move
 
   // dd between the same two files: the disk's bytes on A to where the move will put them on B.
   const map: DiskMap = await conn.call('disk.map', { name: 'mv' })
