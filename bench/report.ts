@@ -7,6 +7,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import type { JobSpec, VerifyResult } from './fio'
 import type { MetaResult } from './meta'
+import { movesLines, type MovesResult } from './moves'
 import type { TargetKey } from './targets'
 
 /** Median; the mean of the middle two for an even count. */
@@ -64,6 +65,7 @@ export interface BenchResult {
   jobs: JobResult[]
   verify: Partial<Record<TargetKey, VerifyResult>>
   meta: MetaResult | null
+  moves: MovesResult | { error: string } | null
   profile: Record<string, ProfileSummary> | null
   errors: string[]
 }
@@ -166,14 +168,19 @@ export function printReport(res: BenchResult): void {
   const lines = [
     '',
     `vstor bench (${res.mode}) ${res.date} — ${m.cores} cores (${m.cpu}), kernel ${m.kernel}, ${m.fio}, node ${m.node}, ${m.qemu}, load ${m.loadAvg.join(' ')}`,
-    `size ${res.config.size / 2 ** 20} MiB per target, runtime ${res.config.runtime} s per job, ${res.config.rounds} rounds interleaved; median (best)`,
-    '',
-    pad(jobRows(res)),
-    '',
-    `data verified (crc32c, 4k randwrite QD16, ${res.config.verifySize / 2 ** 20} MiB): ${verifyLine(res)}`,
-    ...KEYS.flatMap((k) => (res.verify[k] && !res.verify[k]!.verified ? [`  ${k}: ${res.verify[k]!.detail}`] : [])),
+    ...(res.jobs.every((j) => Object.keys(j.targets).length === 0)
+      ? []
+      : [
+          `size ${res.config.size / 2 ** 20} MiB per target, runtime ${res.config.runtime} s per job, ${res.config.rounds} rounds interleaved; median (best)`,
+          '',
+          pad(jobRows(res)),
+          '',
+          `data verified (crc32c, 4k randwrite QD16, ${res.config.verifySize / 2 ** 20} MiB): ${verifyLine(res)}`,
+          ...KEYS.flatMap((k) => (res.verify[k] && !res.verify[k]!.verified ? [`  ${k}: ${res.verify[k]!.detail}`] : [])),
+        ]),
     '',
     ...metaLines(res.meta),
+    ...movesLines(res.moves),
   ]
   if (res.profile) {
     for (const [who, p] of Object.entries(res.profile)) {
@@ -185,10 +192,10 @@ export function printReport(res: BenchResult): void {
   process.stdout.write(lines.join('\n') + '\n')
 }
 
-export function writeResults(root: string, res: BenchResult): string {
+export function writeResults(root: string, res: BenchResult, suffix = ''): string {
   const dir = path.join(root, 'bench', 'results')
   fs.mkdirSync(dir, { recursive: true })
-  const file = path.join(dir, `${res.date}-${res.mode}.json`)
+  const file = path.join(dir, `${res.date}-${res.mode}${suffix}.json`)
   fs.writeFileSync(file, JSON.stringify(res, null, 2) + '\n')
   return file
 }
@@ -212,7 +219,7 @@ export function markdown(res: BenchResult, resultFile: string): string {
     '',
     `Data verified (fio crc32c, 4k randwrite QD16): ${verifyLine(res)}.`,
     '',
-    ...metaLines(res.meta).map((l) => (l.startsWith('  ') ? `    ${l.trim()}` : `- ${l}`)),
+    ...[...metaLines(res.meta), ...movesLines(res.moves)].map((l) => (l.startsWith('  ') ? `    ${l.trim()}` : `- ${l}`)),
   ].join('\n')
 }
 

@@ -1,5 +1,6 @@
 // Benchmark entry: `npm run bench` (full, ~10 min) or `node dist/bench/run.js --quick` (< 2 min).
-// Options: --quick, --targets=raw,qsd,thick,thin (subset), --no-meta, --profile (agent under
+// Options: --quick, --targets=raw,qsd,thick,thin (subset), --no-meta, --moves (only the move
+// benchmarks, bench/moves.ts; the full run has them too), --no-moves, --profile (agent under
 // node --cpu-prof, top self-time functions in the report), --readme (write the README section).
 //
 // Invariants:
@@ -13,6 +14,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { isWrite, JOBS, runJob, runVerify } from './fio'
 import { runMeta, type MetaResult } from './meta'
+import { runMoves } from './moves'
 import {
   cell,
   markdown,
@@ -50,20 +52,33 @@ function machine(): Machine {
   }
 }
 
-function parseArgs(argv: string[]): { quick: boolean; keys: TargetKey[]; meta: boolean; profile: boolean; readme: boolean } {
+interface Options {
+  quick: boolean
+  keys: TargetKey[]
+  meta: boolean
+  moves: boolean
+  movesOnly: boolean
+  profile: boolean
+  readme: boolean
+}
+
+function parseArgs(argv: string[]): Options {
   const all: TargetKey[] = ['raw', 'qsd', 'thick', 'thin']
   let keys = all
   for (const a of argv) {
     if (a.startsWith('--targets=')) keys = a.slice('--targets='.length).split(',') as TargetKey[]
-    else if (!['--quick', '--no-meta', '--profile', '--readme'].includes(a)) throw new Error(`unknown option ${a}`)
+    else if (!['--quick', '--no-meta', '--moves', '--no-moves', '--profile', '--readme'].includes(a)) throw new Error(`unknown option ${a}`)
   }
   if (keys.some((k) => !all.includes(k))) throw new Error(`--targets takes a subset of ${all.join(',')}`)
+  const movesOnly = argv.includes('--moves')
   return {
     quick: argv.includes('--quick'),
-    keys,
-    meta: !argv.includes('--no-meta'),
+    keys: movesOnly ? [] : keys,
+    meta: !movesOnly && !argv.includes('--no-meta'),
+    moves: movesOnly || !argv.includes('--no-moves'),
+    movesOnly,
     profile: argv.includes('--profile'),
-    readme: argv.includes('--readme'),
+    readme: argv.includes('--readme') && !movesOnly,
   }
 }
 
@@ -98,6 +113,7 @@ async function main(): Promise<number> {
     jobs: [],
     verify: {},
     meta: null,
+    moves: null,
     profile: null,
     errors: [],
   }
@@ -122,9 +138,10 @@ async function main(): Promise<number> {
     if (want('raw')) await tryStart('raw file', async () => void targets.push(await setupRaw(dir, size)))
     if (want('qsd')) await tryStart('qemu-storage-daemon', async () => void targets.push(await setupQsd(dir, size, cleanup)))
     let vstor: Vstor | null = null
-    if (want('thick') || want('thin') || opts.meta) {
+    if (want('thick') || want('thin') || opts.meta || opts.moves) {
       await tryStart('vstor', async () => {
-        const v = new Vstor({ dir, size, spare: 256 * MiB, profileDir }, cleanup)
+        // moves only: the thick and thin disks stay small (the moves make their own)
+        const v = new Vstor({ dir, size: opts.movesOnly ? 64 * MiB : size, spare: 256 * MiB, profileDir }, cleanup)
         await v.start()
         vstor = v
         targets.push(...v.targets().filter((t) => want(t.key)))
@@ -176,12 +193,22 @@ async function main(): Promise<number> {
       log('metadata benchmarks')
       res.meta = (await runMeta({ vstor, quick })) satisfies MetaResult
     }
+
+    if (opts.moves && vstor) {
+      log('move benchmarks')
+      try {
+        res.moves = await runMoves(vstor, dir, quick, log)
+      } catch (err) {
+        res.moves = { error: (err as Error).message }
+        res.errors.push(`moves: ${(err as Error).message}`)
+      }
+    }
   } finally {
     log('tearing down')
     await cleanup.run()
   }
 
-  const file = writeResults(ROOT, res)
+  const file = writeResults(ROOT, res, opts.movesOnly ? '-moves' : '')
   printReport(res)
   const rel = path.relative(ROOT, file)
   process.stdout.write(

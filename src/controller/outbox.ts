@@ -10,7 +10,10 @@
 //     table.load, encoded and written synchronously, and is in sync from there;
 //   * a push an agent fails to apply puts it out of sync and reloads it;
 //   * acked(gen) resolves when every agent asked for has acked >= gen, and
-//     otherwise rejects after its timeout with AGENT_UNRESPONSIVE naming them.
+//     otherwise rejects after its timeout with AGENT_UNRESPONSIVE naming them;
+//     waiters are checked on every ack, risen or not (an agent that reconnects
+//     comes back as a new record already at its generation, and then acks a
+//     load at that same generation).
 
 import { VstorError } from '../errors'
 import type { AgentDevice, ControllerToAgentMethods, LoadDisk } from '../protocol/messages'
@@ -118,6 +121,7 @@ export class Outbox {
         a.refreshedAt = new Date()
         log(`agent ${a.id}: table.load (${why}) acked at generation ${r.generation}`)
         this.agents.acked(a, r.generation)
+        this.check()
       },
       (e: VstorError) => {
         a.loading = false
@@ -195,7 +199,10 @@ export class Outbox {
       if (!a.inSync) continue
       const conn = a.conn!
       ;(conn.call(method, params, payload ? { payload } : {}) as Promise<{ generation: number }>).then(
-        (r) => this.agents.acked(a, r.generation),
+        (r) => {
+          this.agents.acked(a, r.generation)
+          this.check()
+        },
         (e: VstorError) => {
           if (a.conn !== conn || conn.closed) return // it reconnects and reloads
           log(`agent ${a.id}: ${method} failed: ${e.message}; reloading it`)

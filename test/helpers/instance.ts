@@ -73,6 +73,8 @@ export interface Instance {
   background(cmd: string, args: string[], opts?: ShOptions): Background
   /** Run at teardown after vstor is stopped (last registered runs first). */
   onCleanup(fn: () => Promise<void> | void): void
+  /** Run first at teardown, before anything is stopped (SIGCONT a stopped agent, unmount a second mount). */
+  onTeardown(fn: () => Promise<void> | void): void
   sh(cmd: string, args: string[], opts?: ShOptions): Promise<ShResult>
   qemuIo(image: string, cmds: string[], opts?: ShOptions): Promise<ShResult>
 }
@@ -119,6 +121,7 @@ export async function vstorInstance(t: TestContext, opts: { prefix?: string } = 
   const fsMounts: string[] = []
   const children: Background[] = []
   const cleanups: (() => Promise<void> | void)[] = []
+  const firsts: (() => Promise<void> | void)[] = []
   let fileNo = 0
 
   const run = async <T = unknown>(args: string[], o: RunOptions = {}): Promise<RunResult<T>> => {
@@ -224,6 +227,7 @@ export async function vstorInstance(t: TestContext, opts: { prefix?: string } = 
       return b
     },
     onCleanup: (fn) => void cleanups.push(fn),
+    onTeardown: (fn) => void firsts.push(fn),
     sh,
     qemuIo,
   }
@@ -237,6 +241,7 @@ export async function vstorInstance(t: TestContext, opts: { prefix?: string } = 
         problems.push(`${what}: ${e instanceof Error ? e.message : String(e)}`)
       }
     }
+    for (const fn of firsts.reverse()) await step('teardown', async () => fn())
     await notePids()
     // File systems on loop devices over our images go first, then the loops.
     for (const m of fsMounts.reverse()) await step(`umount ${m}`, () => forceUnmount(m))

@@ -55,9 +55,12 @@ export function registerKinds(jobs: Jobs): void {
         Object.assign(cp, { disk: next.name, uid: next.uid, cursor: 0, chunk: undefined })
         return 'more'
       }
-      const r = await moveStep(ctx, job, evacTask(ctx, job, cp)!, cp, saver(ctx, job)).catch((e: VstorError) => {
+      const task = evacTask(ctx, job, cp)!
+      const r = await moveStep(ctx, job, task, cp, saver(ctx, job)).catch(async (e: VstorError) => {
         if (e.code !== 'NOT_FOUND') throw e
-        return 'done' as const // the disk was deleted meanwhile: nothing of it left to move
+        // the disk was deleted meanwhile: nothing of it left to move; give back the space taken for it
+        await undoChunk(ctx, job, task, cp, saver(ctx, job))
+        return 'done' as const
       })
       if (r === 'done') {
         delete cp.disk

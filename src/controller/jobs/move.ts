@@ -1,17 +1,23 @@
 // Moving a disk's data to other devices while it is in use (LVM's pvmove),
 // one chunk of a few MiB at a time, through the no-write state:
-//   fence:  NoWrite on the chunk, committed with the checkpoint, pushed; wait
-//           until every known agent applied it (so no write to the old place is
-//           in flight or can start: writes there fault and wait);
-//   copy:   old place → new place through the device layer, fdatasync;
-//   switch: map the chunk to the new place with its old flags, committed with
-//           the checkpoint (the old place goes to quarantine), pushed; held
-//           writes retry once their agent applied the switch.
+//   take:     new space for the chunk, recorded dirty before anything is
+//             written there (a crash leaves it to the scrubber, never as
+//             clean space holding another disk's bytes);
+//   pre-copy: old place → new place while writes go on (no stall);
+//   fence:    NoWrite on the chunk, committed with the checkpoint, pushed; wait
+//             until every known agent applied it (so no write to the old place
+//             is in flight or can start: writes there fault and wait);
+//   copy:     the blocks that changed since the pre-copy (all of them after a
+//             restart), fdatasync;
+//   switch:   map the chunk to the new place with its old flags, committed
+//             with the checkpoint (the old place goes to quarantine), pushed;
+//             held writes retry once their agent applied the switch.
 //
 // Invariants:
 //   * reads go on from the old place throughout (NoWrite lets them through);
 //   * a write is never lost or torn: none reaches the old place after the fence
-//     is acked, and none reaches the new place before the switch;
+//     is acked, none reaches the new place before the switch, and the copy
+//     under the fence makes the new place equal to the old one;
 //   * the fenced range is busy (faults there wait) from the fence until the
 //     switch or the undo; after a restart the resume hook marks it busy again
 //     before the controller serves anyone;
@@ -25,10 +31,12 @@ import { Flag, NO_DEVICE, type Extent } from '../../table/table'
 import type { Piece } from '../allocator'
 import { busyAt, markBusy, type Ctx } from '../context'
 import { log } from '../log'
+import { trimDirty } from '../space'
 import { isEmpty, type DiskRec } from '../state'
+import { copyChunk, onto, updateChunk } from './copy'
 import type { JobRec } from './runner'
 
-export const CHUNK = 4 * MiB
+export const CHUNK = 16 * MiB
 /** Pause after each chunk, as a fraction of its copy time, so foreground I/O keeps most of its speed. */
 const THROTTLE = 0.25
 
@@ -49,7 +57,7 @@ interface Chunk {
   fencedAt: number
 }
 export interface MoveCheckpoint {
-  cursor: number
+  cursor?: number
   chunk?: Chunk
 }
 
@@ -84,7 +92,43 @@ export function holdAgain(ctx: Ctx, job: JobRec, task: MoveTask, cp: MoveCheckpo
   if (cp.chunk && !held.has(job.id)) held.set(job.id, markBusy(ctx, task.uid, cp.chunk.start, cp.chunk.end))
 }
 
-/** One chunk: fence, copy, switch. 'done' when nothing is left to move in the task. */
+/** Under the lock: new space for a chunk, taken from the pool, its clean parts recorded dirty (durably) before any copy. */
+async function takeDest(ctx: Ctx, job: JobRec, task: MoveTask, bytes: number): Promise<Piece[]> {
+  const { state } = ctx
+  const dest = state.alloc.allocate(
+    bytes,
+    task.to.filter((id) => state.devices.get(id)?.health === 'ok'),
+  )
+  state.alloc.take(dest)
+  try {
+    await state.db.tx(async () => {
+      for (const p of dest.filter((x) => !x.dirty))
+        await state.db.run('INSERT INTO dirty (device_id, pstart, length) VALUES (?, ?, ?)', [p.device, p.pstart, p.length])
+    })
+  } catch (e) {
+    for (const dirty of [false, true])
+      state.alloc.give(
+        dest.filter((x) => x.dirty === dirty),
+        dirty,
+      )
+    throw e
+  }
+  taken.set(job.id, dest)
+  return dest
+}
+
+/** Under the lock: the taken space goes back to the pool (dirty: it may hold a copy). */
+function giveBack(ctx: Ctx, job: JobRec): void {
+  const t = taken.get(job.id)
+  if (t)
+    ctx.state.alloc.give(
+      t.filter((p) => ctx.state.devices.has(p.device)),
+      true,
+    )
+  taken.delete(job.id)
+}
+
+/** One chunk: take, pre-copy, fence, copy, switch. 'done' when nothing is left to move in the task. */
 export async function moveStep(
   ctx: Ctx,
   job: JobRec,
@@ -94,35 +138,44 @@ export async function moveStep(
 ): Promise<'more' | 'done'> {
   const { state } = ctx
   let fenceGen: number
+  let preMs = 0
+  let copied: Buffer | null = null
   if (!cp.chunk) {
-    const r = await state.lock.run(async () => {
+    const plan = await state.lock.run(async () => {
       const disk = liveDisk(ctx, task)
-      const e = disk.table.slice(Math.max(cp.cursor, task.start), task.end).find((x) => needsMove(x, task))
-      if (!e) return 'done' as const
+      // a fresh job's checkpoint is {}: it starts at the task's start
+      const e = disk.table.slice(Math.max(cp.cursor ?? task.start, task.start), task.end).find((x) => needsMove(x, task))
+      if (!e) return null
       const start = e.vstart
       const end = Math.min(e.vstart + e.length, start + CHUNK)
-      const busy = busyAt(ctx, disk.uid, start, end)
-      if (busy) return { wait: busy.done }
-      const dest = state.alloc.allocate(
-        end - start,
-        task.to.filter((id) => state.devices.get(id)?.health === 'ok'),
-      )
-      state.alloc.take(dest)
-      taken.set(job.id, dest)
-      held.set(job.id, markBusy(ctx, disk.uid, start, end))
-      const orig = disk.table.slice(start, end)
+      return { start, end, orig: disk.table.slice(start, end), dest: await takeDest(ctx, job, task, end - start) }
+    })
+    if (!plan) return 'done'
+    const t0 = Date.now()
+    await ctx.space.waitScrub(plan.dest) // a discard still running there must not land on the copy
+    copied = await copyChunk(ctx, plan.orig, plan.dest)
+    preMs = Date.now() - t0
+    const r = await state.lock.run(async () => {
+      const disk = liveDisk(ctx, task)
+      const busy = busyAt(ctx, disk.uid, plan.start, plan.end)
+      const orig = disk.table.slice(plan.start, plan.end)
+      if (busy || JSON.stringify(orig) !== JSON.stringify(plan.orig)) {
+        giveBack(ctx, job) // the range is being changed, or was: plan again
+        return { wait: busy?.done }
+      }
+      held.set(job.id, markBusy(ctx, disk.uid, plan.start, plan.end))
       const change = disk.table.plan(
-        start,
-        end,
+        plan.start,
+        plan.end,
         orig.map((x) => ({ ...x, flags: x.flags | Flag.NoWrite })),
       )
-      cp.cursor = start
-      cp.chunk = { start, end, orig, dest, fencedAt: Date.now() }
+      cp.cursor = plan.start
+      cp.chunk = { ...plan, fencedAt: Date.now() }
       const gen = await state.commitChange(disk, change, { extra: save })
+      cp.chunk.fencedAt = Date.now() // writes are held from the push on, not during the commit
       if (!isEmpty(change)) ctx.outbox.update(disk, change, gen)
       return gen
     })
-    if (r === 'done') return 'done'
     if (typeof r !== 'number') {
       await r.wait
       return 'more'
@@ -133,89 +186,48 @@ export async function moveStep(
     fenceGen = await state.lock.run(async () => {
       liveDisk(ctx, task)
       const c = cp.chunk!
-      if (!taken.has(job.id)) {
-        c.dest = state.alloc.allocate(
-          c.end - c.start,
-          task.to.filter((id) => state.devices.get(id)?.health === 'ok'),
-        )
-        state.alloc.take(c.dest)
-        taken.set(job.id, c.dest)
-      }
+      if (!taken.has(job.id)) c.dest = await takeDest(ctx, job, task, c.end - c.start)
       return state.generation
     })
   }
   const c = cp.chunk!
-  await ctx.outbox.acked(fenceGen, { timeoutMs: ctx.agentTimeoutMs, what: `moving disk '${task.disk}' [${c.start}, ${c.end})` })
-  const t0 = Date.now()
-  await ctx.space.waitScrub(c.dest) // a discard still running there must not land on the copy
-  await copy(ctx, c)
-  const copyMs = Date.now() - t0
+  await ctx.jobs.interruptible(
+    job,
+    ctx.outbox.acked(fenceGen, { timeoutMs: ctx.agentTimeoutMs, what: `moving disk '${task.disk}' [${c.start}, ${c.end})` }),
+  )
+  const t1 = Date.now()
+  await ctx.space.waitScrub(c.dest)
+  await updateChunk(ctx, c.orig, c.dest, copied)
+  const copyMs = preMs + Date.now() - t1
   const switchGen = await state.lock.run(async () => {
     const disk = liveDisk(ctx, task)
-    const next = disk.table.plan(c.start, c.end, onto(c))
+    const next = disk.table.plan(c.start, c.end, onto(c.orig, c.dest))
     job.done += c.end - c.start
     job.stats.copied += c.end - c.start
     job.stats.copyMs += copyMs
     cp.cursor = c.end
     cp.chunk = undefined
-    const gen = await state.commitChange(disk, next, { preTaken: true, extra: save })
+    const gen = await state.commitChange(disk, next, {
+      preTaken: true,
+      extra: async () => {
+        await save()
+        for (const p of c.dest) await trimDirty(state, p.device, p.pstart, p.pstart + p.length)
+      },
+    })
     taken.delete(job.id)
     held.get(job.id)?.()
     held.delete(job.id)
     ctx.outbox.update(disk, next, gen)
     return gen
   })
-  await ctx.outbox.acked(switchGen, { timeoutMs: ctx.agentTimeoutMs, what: `switching disk '${task.disk}' [${c.start}, ${c.end})` })
+  await ctx.jobs.interruptible(
+    job,
+    ctx.outbox.acked(switchGen, { timeoutMs: ctx.agentTimeoutMs, what: `switching disk '${task.disk}' [${c.start}, ${c.end})` }),
+  )
   job.stats.stalls.push(Date.now() - c.fencedAt)
   ctx.space.kick()
   await sleep(copyMs * THROTTLE)
   return 'more'
-}
-
-/** The chunk's extents mapped onto its new pieces, each keeping its flags. */
-function onto(c: Chunk): Extent[] {
-  const out: Extent[] = []
-  const dest = c.dest.map((p) => ({ ...p }))
-  for (const e of c.orig) {
-    let v = e.vstart
-    let n = e.length
-    while (n > 0) {
-      const p = dest[0]!
-      const k = Math.min(n, p.length)
-      out.push({ vstart: v, length: k, device: p.device, pstart: p.pstart, flags: e.flags })
-      v += k
-      n -= k
-      if (k === p.length) dest.shift()
-      else dest[0] = { ...p, pstart: p.pstart + k, length: p.length - k }
-    }
-  }
-  return out
-}
-
-/** Copy the chunk's old bytes to its new pieces, then fdatasync the destinations. */
-async function copy(ctx: Ctx, c: Chunk): Promise<void> {
-  const dev = async (id: number) => {
-    const d = ctx.state.devices.get(id)
-    if (!d) throw new VstorError('INTERNAL', `device #${id} left the pool during a move`)
-    return ctx.io.get(d)
-  }
-  const buf = Buffer.allocUnsafe(CHUNK)
-  const targets = new Set<number>()
-  let pieces = c.dest.map((p) => ({ ...p }))
-  for (const e of c.orig) {
-    const src = await dev(e.device)
-    for (let done = 0; done < e.length;) {
-      const p = pieces[0]!
-      const n = Math.min(e.length - done, p.length, buf.length)
-      const b = buf.subarray(0, n)
-      await src.readAt(b, e.pstart + done)
-      await (await dev(p.device)).writeAt(b, p.pstart)
-      targets.add(p.device)
-      done += n
-      pieces = n === p.length ? pieces.slice(1) : [{ ...p, pstart: p.pstart + n, length: p.length - n }, ...pieces.slice(1)]
-    }
-  }
-  for (const id of targets) await (await dev(id)).syncP()
 }
 
 /** Undo a chunk in progress: old flags back, new space back to the pool, range no longer busy. */
@@ -223,13 +235,7 @@ export async function undoChunk(ctx: Ctx, job: JobRec, task: MoveTask, cp: MoveC
   const { state } = ctx
   const c = cp.chunk
   await state.lock.run(async () => {
-    const t = taken.get(job.id)
-    if (t)
-      state.alloc.give(
-        t.filter((p) => state.devices.has(p.device)),
-        true,
-      )
-    taken.delete(job.id)
+    giveBack(ctx, job)
     cp.chunk = undefined
     const disk = state.disks.get(task.disk)
     if (c && disk && disk.uid === task.uid) {

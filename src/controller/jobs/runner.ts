@@ -7,8 +7,9 @@
 //     leaves a checkpoint the job resumes from, never a half-known state;
 //   * at most one running job per disk (and per evacuated device);
 //   * stop() lets the current step finish and leaves running jobs 'running'
-//     for the next start; cancel() ends a job at its next step boundary and
-//     undoes the step in progress;
+//     for the next start; cancel() ends a job at its next step boundary, or at
+//     once when the step waits for agents (interruptible), and undoes the step
+//     in progress;
 //   * wait() resolves with the final JobInfo; progress goes to its listener.
 
 import { VstorError } from '../../errors'
@@ -60,6 +61,8 @@ export class Jobs {
   private readonly kinds = new Map<JobKind, Kind>()
   private readonly running = new Map<number, Promise<void>>()
   private readonly listeners = new Map<number, Set<Listener>>()
+  /** Interrupts a cancelled job's wait in progress, per job id. */
+  private readonly onCancel = new Map<number, () => void>()
   private stopping = false
 
   constructor(private readonly ctx: () => Ctx) {}
@@ -210,8 +213,34 @@ export class Jobs {
 
   cancel(id: number): JobRec {
     const j = this.get(id)
-    if (j.state === 'running') j.cancel = true
+    if (j.state === 'running') {
+      j.cancel = true
+      this.onCancel.get(id)?.()
+    }
     return j
+  }
+
+  /** p, unless the job is cancelled first: then reject at once (p's outcome is ignored) so the step ends and is undone. */
+  interruptible<T>(j: JobRec, p: Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const off = (): void => void this.onCancel.delete(j.id)
+      const cancelled = (): void => {
+        off()
+        reject(new VstorError('JOB_FAILED', `job ${j.id} was cancelled`))
+      }
+      if (j.cancel) return cancelled()
+      this.onCancel.set(j.id, cancelled)
+      p.then(
+        (v) => {
+          off()
+          resolve(v)
+        },
+        (e: unknown) => {
+          off()
+          reject(e instanceof Error ? e : new Error(String(e)))
+        },
+      )
+    })
   }
 
   async stop(): Promise<void> {
@@ -239,7 +268,8 @@ export class Jobs {
       }
     } catch (e) {
       await kind.undo(ctx, j).catch((u: Error) => log(`job ${j.id}: undoing its step failed: ${u.message}`))
-      return this.finish(j, 'failed', (e as Error).message)
+      // a cancel interrupts a step waiting for agents (see interruptible): that is a cancel, not a failure
+      return j.cancel ? this.finish(j, 'cancelled', null) : this.finish(j, 'failed', (e as Error).message)
     }
   }
 
