@@ -5,56 +5,21 @@
 //     adds or removes appear and disappear at once;
 //   * an fd keeps the DiskIO it opened: after the disk is removed its I/O
 //     fails with EIO instead of landing on a new disk of the same name;
-//   * mounted with timeout:false (fuse-native's 15 s ETIMEDOUT never fires;
-//     the agent enforces its own fault timeout) and direct_io, so every read
+//   * mounted with direct_io (both front ends, see ./frontend), so every read
 //     reaches the table (no stale page cache after an extent state change);
 //   * errors are negative errno numbers from os.constants.errno.
 
 import os from 'node:os'
 import { UNIT } from '../config'
 import type { DiskIO } from './io'
+import type { Ops } from './frontend/fuse-native'
 import type { AgentState } from './state'
 
 const E = os.constants.errno
 type Cb = (err: number, ...rest: unknown[]) => void
-type Ops = Record<string, (...args: never[]) => void>
 
-interface FuseInstance {
-  mount(cb: (err: Error | null) => void): void
-  unmount(cb: (err: Error | null) => void): void
-  _fuseOptions(): string
-}
-interface FuseClass {
-  new (mnt: string, ops: Ops, opts: Record<string, unknown>): FuseInstance
-}
-// fuse-native ships no types.
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const FuseNative = require('fuse-native') as FuseClass
-
-export const MOUNT_OPTIONS = [
-  'big_writes',
-  'max_write=1048576',
-  'max_read=1048576',
-  'fsname=vstor',
-  'subtype=vstor',
-  'allow_other',
-  'direct_io',
-  'entry_timeout=0',
-  'negative_timeout=0',
-  'attr_timeout=0',
-]
-
-/** fuse-native's Fuse with our mount options appended. */
-export function makeFuse(mnt: string, ops: Ops, extra: string[]): FuseInstance {
-  class VstorFuse extends FuseNative {
-    override _fuseOptions(): string {
-      const base = super._fuseOptions()
-      const mine = [...MOUNT_OPTIONS, ...extra].join(',')
-      return base ? `${base},${mine}` : `-o${mine}`
-    }
-  }
-  return new VstorFuse(mnt, ops, { timeout: false })
-}
+export { makeFuse, MOUNT_OPTIONS } from './frontend/fuse-native'
+export type { FuseInstance } from './frontend/fuse-native'
 
 export interface Handles {
   /** Open counts changed: the set of open disk names. */
