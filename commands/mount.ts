@@ -3,6 +3,7 @@ import fs from 'node:fs/promises'
 import path from 'node:path'
 import { VstorCommand } from '../src/cli/base'
 import { parseDuration } from '../src/size'
+import { parseFrontend } from '../src/agent/frontend/index'
 import type { IoMode } from '../src/agent/store'
 
 export default class Mount extends VstorCommand {
@@ -41,6 +42,12 @@ export default class Mount extends VstorCommand {
       options: ['sync', 'async'],
       default: 'sync',
     }),
+    fuse: Flags.string({
+      description:
+        'FUSE front end: libfuse3 (native/fuse3: concurrent libaio direct I/O, 1 MiB requests, fallocate, SEEK_DATA/SEEK_HOLE) or ' +
+        'fuse-native (libfuse 2, the default for now: its auto_unmount clears the mount of a killed agent)',
+      options: ['libfuse3', 'fuse-native'],
+    }),
   }
 
   async run(): Promise<{ pid: number; mountpoint: string; images: string[] } | undefined> {
@@ -51,6 +58,7 @@ export default class Mount extends VstorCommand {
       socket: this.paths(flags).socket,
       faultTimeoutMs: parseDuration(flags['fault-timeout'], '--fault-timeout'),
       io: flags.io as IoMode,
+      ...(flags.fuse ? { fuse: parseFrontend(flags.fuse) } : {}),
       ...(flags['agent-id'] ? { agentId: flags['agent-id'] } : {}),
     }
     const agent = await import('../src/agent/index.js')

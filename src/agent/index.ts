@@ -13,7 +13,8 @@ import os from 'node:os'
 import path from 'node:path'
 import { pidAlive, signalFailed, signalReady, spawnDetached } from '../daemon'
 import { VstorError, toVstorError } from '../errors'
-import { makeFuse, makeOps } from './fuse'
+import { makeOps } from './fuse'
+import { makeFrontend, pickFrontend, type FrontendName } from './frontend/index'
 import { Link } from './link'
 import { fuseUnmount, isMounted, mountInfo } from './mounts'
 import { AgentState } from './state'
@@ -26,6 +27,8 @@ export interface AgentOptions {
   faultTimeoutMs?: number /* default 60_000 */
   /** Device I/O mode (default sync): see store.ts. */
   io?: IoMode
+  /** FUSE front end (default fuse-native for now: a killed libfuse3 agent leaves a dead mount, see frontend/index.ts). */
+  fuse?: FrontendName
 }
 
 interface PidFile {
@@ -63,6 +66,7 @@ async function serve(opts: AgentOptions): Promise<void> {
   const mnt = path.resolve(opts.mountpoint)
   const socket = path.resolve(opts.socket)
   const agentId = opts.agentId ?? `${os.hostname()}:${mnt}`
+  const frontend = pickFrontend(opts.fuse ?? 'fuse-native')
   await prepareMountpoint(mnt)
   const link = new Link({ socket, agentId, mountpoint: mnt, faultTimeoutMs: opts.faultTimeoutMs ?? 60_000 })
   const state = new AgentState({ fault: (f) => link.fault(f), metaSync: () => link.metaSync(), log, io: opts.io ?? 'sync' })
@@ -75,7 +79,9 @@ async function serve(opts: AgentOptions): Promise<void> {
     link.stop()
     throw e
   }
-  const fuse = makeFuse(mnt, makeOps(state, { onOpenChange: (d) => link.setOpen(d) }), ['auto_unmount'])
+  // auto_unmount: fuse-native's fusermount cleans up after a crash; Fuse3 drops it (no fusermount3),
+  // prepareMountpoint clears a dead mount on the next start either way.
+  const { fuse } = makeFrontend(frontend, mnt, makeOps(state, { onOpenChange: (d) => link.setOpen(d) }), ['auto_unmount'])
   try {
     await new Promise<void>((resolve, reject) => fuse.mount((err) => (err ? reject(err) : resolve())))
   } catch (e) {
@@ -107,7 +113,7 @@ async function serve(opts: AgentOptions): Promise<void> {
     await stop('start failed')
     throw new VstorError('MOUNT_FAILED', `mounted ${mnt} but the images are not visible: ${(e as Error).message}`)
   }
-  log(`serving ${state.disks.size} disk(s) at ${mnt}`)
+  log(`serving ${state.disks.size} disk(s) at ${mnt} (FUSE front end: ${frontend})`)
   signalReady()
   await new Promise<void>((resolve) => {
     const finish = (why: string): void => {
@@ -171,6 +177,7 @@ export async function startAgentDetached(opts: AgentOptions): Promise<{ pid: num
   if (opts.agentId) args.push('--agent-id', opts.agentId)
   if (opts.faultTimeoutMs !== undefined) args.push('--fault-timeout', `${opts.faultTimeoutMs}ms`)
   if (opts.io) args.push('--io', opts.io)
+  if (opts.fuse) args.push('--fuse', opts.fuse)
   // With --io async, device I/O runs on libuv's thread pool; 4 threads (the default) would cap queue depth.
   const env = process.env
   env.UV_THREADPOOL_SIZE ??= '16'

@@ -158,3 +158,20 @@ test('fuse3: sizes and offsets past 2^44 are exact (stat, statfs, pread/pwrite)'
   assert.ok(blocks! > 2 ** 32, 'statfs block count past 32 bits')
   assert.equal(bsize, 4096)
 })
+
+test('fuse3: a handler that throws gets EIO, a second callback is ignored, the server keeps serving', async (t) => {
+  const s = await serve(t, {
+    frontend: 'fuse3',
+    files: [
+      { name: 'throws.img', size: 4096 },
+      { name: 'twice.img', size: 4096 },
+      { name: 'good.img', size: 4096 },
+    ],
+    faulty: { throws: 'throws.img', twice: 'twice.img' },
+  })
+  const read = (name: string) => fs.promises.readFile(path.join(s.mnt, name))
+  await assert.rejects(read('throws.img'), { code: 'EIO' })
+  assert.equal((await read('twice.img')).length, 0, 'the first answer (0 bytes) counts')
+  assert.equal((await read('good.img')).length, 4096)
+  assert.equal(s.child.exitCode, null)
+})

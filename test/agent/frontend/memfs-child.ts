@@ -34,6 +34,8 @@ export interface ChildConfig {
   holdReadsAt?: number
   /** Serve files[0] from this backing file (sync pread/pwrite), for benchmarks. */
   backing?: string
+  /** Misbehaving handlers: reads of this file throw; reads of `twice` call back twice. */
+  faulty?: { throws: string; twice: string }
   /** Extra Fuse3 options (tunables), for benchmarks. */
   fuse3?: Fuse3Options
 }
@@ -154,6 +156,11 @@ const ops = {
   read: (path: string, _fd: number, buf: Buffer, len: number, pos: number, cb: Cb) => {
     const f = files.get(path)
     if (!f) return cb(-E.ENOENT)
+    if (path === `/${cfg.faulty?.throws}`) throw new Error('a read handler that throws')
+    if (path === `/${cfg.faulty?.twice}`) {
+      cb(0)
+      return cb(-E.EIO)
+    }
     const n = Math.max(0, Math.min(len, f.spec.size - pos))
     track('read', len, pos, () => {
       if (backingFd >= 0) fs.readSync(backingFd, buf, 0, n, pos)
