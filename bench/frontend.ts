@@ -1,7 +1,8 @@
 // Front-end benchmark: the same pass-through handler (sync pread/pwrite on a backing file, in
 // test/agent/frontend/memfs-child.ts) served through Fuse3 (libfuse 3) and fuse-native (libfuse 2),
-// both mounted at once, fio jobs interleaved (round by round, job by job, front end by front end),
-// medians reported. Not part of npm test: `node dist/bench/frontend.js [--rounds=5] [--seconds=3]`;
+// both mounted at once, fio jobs interleaved (round by round, job by job, front end by front end,
+// the order of the two flipped every round), medians reported. Not part of npm test: `node dist/bench/frontend.js [--rounds=5] [--seconds=3]`;
+// `--jobs=randwrite` runs the jobs whose label contains that text;
 // `--variant='{"spliceRead":true}'` compares Fuse3 with those Fuse3Options against plain Fuse3.
 //
 // Invariants: both children and mounts are torn down on success, error and SIGINT; every run uses
@@ -27,6 +28,7 @@ interface Job {
 const JOBS: Job[] = [
   { label: '4k randread QD1 psync', args: ['--rw=randread', '--bs=4k', '--ioengine=psync', '--iodepth=1'], metric: 'IOPS' },
   { label: '4k randread QD16 libaio', args: ['--rw=randread', '--bs=4k', '--ioengine=libaio', '--iodepth=16'], metric: 'IOPS' },
+  { label: '4k randwrite QD1 psync', args: ['--rw=randwrite', '--bs=4k', '--ioengine=psync', '--iodepth=1'], metric: 'IOPS' },
   { label: '4k randwrite QD16 libaio', args: ['--rw=randwrite', '--bs=4k', '--ioengine=libaio', '--iodepth=16'], metric: 'IOPS' },
   {
     label: '4k randwrite 4 jobs psync',
@@ -36,6 +38,8 @@ const JOBS: Job[] = [
   { label: '1M seq read QD1 psync', args: ['--rw=read', '--bs=1M', '--ioengine=psync', '--iodepth=1'], metric: 'MB/s' },
   { label: '1M seq write QD1 psync', args: ['--rw=write', '--bs=1M', '--ioengine=psync', '--iodepth=1'], metric: 'MB/s' },
 ]
+const ONLY = process.argv.find((a) => a.startsWith('--jobs='))?.slice('--jobs='.length)
+const SELECTED = ONLY ? JOBS.filter((j) => j.label.includes(ONLY)) : JOBS
 const VARIANT = process.argv.find((a) => a.startsWith('--variant='))?.slice('--variant='.length)
 /** Two servers: [name, front end, Fuse3 options]. */
 const SERVERS: [string, 'fuse3' | 'fuse-native', object][] = VARIANT
@@ -122,9 +126,11 @@ async function main(): Promise<void> {
     }
     const results = new Map<string, number[]>()
     for (let round = 0; round < ROUNDS; round++) {
-      for (const job of JOBS) {
-        for (const [name] of SERVERS) {
+      for (const job of SELECTED) {
+        // Alternate which server goes first, so neither always runs right after the other's job.
+        for (const [name] of round % 2 ? [...SERVERS].reverse() : SERVERS) {
           const v = await fio(served[name]!, job)
+          if (process.env.VSTOR_BENCH_RAW) process.stderr.write(`${job.label} ${name} ${v.toFixed(0)}\n`)
           const key = `${job.label}|${name}`
           results.set(key, [...(results.get(key) ?? []), v])
         }
@@ -136,7 +142,7 @@ async function main(): Promise<void> {
       `| job | ${a0} | ${b0} | ratio |  (medians of ${ROUNDS} interleaved ${SECONDS}s runs${VARIANT ? `, variant ${VARIANT}` : ''})`,
     )
     console.log('|---|---:|---:|---:|')
-    for (const job of JOBS) {
+    for (const job of SELECTED) {
       const a = median(results.get(`${job.label}|${a0}`)!)
       const b = median(results.get(`${job.label}|${b0}`)!)
       console.log(`| ${job.label} (${job.metric}) | ${a.toFixed(0)} | ${b.toFixed(0)} | ${(a / b).toFixed(2)}x |`)

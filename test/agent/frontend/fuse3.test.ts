@@ -175,3 +175,26 @@ test('fuse3: a handler that throws gets EIO, a second callback is ignored, the s
   assert.equal((await read('good.img')).length, 4096)
   assert.equal(s.child.exitCode, null)
 })
+
+test('fuse3: parallelDirectWrites lets direct writes to one file overlap (FOPEN_PARALLEL_DIRECT_WRITES)', async (t) => {
+  const writers = (s: { mnt: string }) =>
+    shOk('fio', [
+      '--name=pdw',
+      `--filename=${path.join(s.mnt, 'a.img')}`,
+      '--ioengine=psync',
+      '--direct=1',
+      '--numjobs=4',
+      '--rw=randwrite',
+      '--bs=4k',
+      '--size=16M',
+      '--io_size=128k',
+      '--randrepeat=0',
+    ])
+  const files = [{ name: 'a.img', size: 16 * MiB }]
+  const plain = await serve(t, { frontend: 'fuse3', files, deferMs: 5 })
+  await writers(plain)
+  assert.equal((await plain.stats()).maxInflight.write, 1, 'without it the inode lock serialises them')
+  const parallel = await serve(t, { frontend: 'fuse3', files, deferMs: 5, fuse3: { parallelDirectWrites: true } })
+  await writers(parallel)
+  assert.ok((await parallel.stats()).maxInflight.write >= 2, 'writes from several writers in flight at once')
+})
