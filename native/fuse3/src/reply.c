@@ -24,20 +24,38 @@
 #define FOPEN_PARALLEL_DIRECT_WRITES (1 << 6) /* kernel 6.2+; libfuse 3.14 has no field for it */
 #endif
 
-static rec_t *claim(napi_env env, napi_callback_info info, size_t n, napi_value *argv, session_t **ps) {
-  size_t argc = n;
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  session_t *s = sess(env, argv[0]);
-  *ps = s;
-  return s ? rec_claim(s, num(env, argv[1])) : NULL;
-}
-
 #define REPLY(s, expr) \
   do { \
     pthread_rwlock_rdlock(&(s)->alive); \
     if (!(s)->dead) { expr; } \
     pthread_rwlock_unlock(&(s)->alive); \
   } while (0)
+
+#define OPS(...) (ops_mask((int[]){__VA_ARGS__, 0}))
+static uint64_t ops_mask(const int *ops) {
+  uint64_t m = 0;
+  for (; *ops; ops++) m |= 1ull << *ops;
+  return m;
+}
+
+/* Claim the record for (handle, id, ...) arguments; NULL when it was answered already. A reply
+ * kind that does not fit the request (a wrapper bug) answers EIO instead of touching state the
+ * request does not have (data slot, directory handle). */
+static rec_t *claim(napi_env env, napi_callback_info info, size_t n, napi_value *argv, session_t **ps, uint64_t ops) {
+  size_t argc = n;
+  for (size_t i = 0; i < n; i++) napi_get_undefined(env, &argv[i]);
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  session_t *s = sess(env, argv[0]);
+  *ps = s;
+  rec_t *r = s ? rec_claim(s, num(env, argv[1])) : NULL;
+  if (r && ops && !(ops & (1ull << r->op))) {
+    REPLY(s, fuse_reply_err(r->req, EIO));
+    rec_finish(s, r);
+    return NULL;
+  }
+  return r;
+}
+
 
 static void set_ts(struct timespec *t, double ms) {
   double sec = floor(ms / 1000.0);
@@ -67,9 +85,10 @@ static void fill_stat(session_t *s, uint64_t ino, struct stat *st) {
 static napi_value js_reply(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   session_t *s;
-  rec_t *r = claim(env, info, 3, argv, &s);
+  rec_t *r = claim(env, info, 3, argv, &s, 0);
   if (!r) return boolean(env, 0);
-  int err = (int)num(env, argv[2]);
+  double e = num(env, argv[2]);
+  int err = e >= 0 && e < 512 ? (int)e : EIO; /* the kernel refuses error replies outside (-512, 0] */
   if (err == 0 && r->op == OP_RENAME) inode_rename(s, r->name, r->name2);
   if (err == ENOENT && r->op == OP_LOOKUP && s->cfg.negative_timeout > 0) {
     struct fuse_entry_param e = {.ino = 0, .entry_timeout = s->cfg.negative_timeout};
@@ -84,7 +103,7 @@ static napi_value js_reply(napi_env env, napi_callback_info info) {
 static napi_value js_reply_attr(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   session_t *s;
-  rec_t *r = claim(env, info, 2, argv, &s);
+  rec_t *r = claim(env, info, 2, argv, &s, OPS(OP_GETATTR, OP_SETATTR));
   if (!r) return boolean(env, 0);
   struct stat st;
   fill_stat(s, r->ino, &st);
@@ -106,7 +125,7 @@ static void entry_for(session_t *s, rec_t *r, struct fuse_entry_param *e) {
 static napi_value js_reply_entry(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   session_t *s;
-  rec_t *r = claim(env, info, 2, argv, &s);
+  rec_t *r = claim(env, info, 2, argv, &s, OPS(OP_LOOKUP, OP_MKNOD, OP_MKDIR, OP_SYMLINK, OP_LINK));
   if (!r) return boolean(env, 0);
   struct fuse_entry_param e;
   entry_for(s, r, &e);
@@ -146,7 +165,7 @@ static int open_reply(session_t *s, rec_t *r, uint64_t fh, const struct fuse_ent
 static napi_value js_reply_open(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   session_t *s;
-  rec_t *r = claim(env, info, 3, argv, &s);
+  rec_t *r = claim(env, info, 3, argv, &s, OPS(OP_OPEN));
   if (!r) return boolean(env, 0);
   int rc = open_reply(s, r, (uint64_t)num(env, argv[2]), NULL);
   rec_finish(s, r);
@@ -157,7 +176,7 @@ static napi_value js_reply_open(napi_env env, napi_callback_info info) {
 static napi_value js_reply_create(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   session_t *s;
-  rec_t *r = claim(env, info, 3, argv, &s);
+  rec_t *r = claim(env, info, 3, argv, &s, OPS(OP_CREATE));
   if (!r) return boolean(env, 0);
   struct fuse_entry_param e;
   entry_for(s, r, &e);
@@ -170,7 +189,7 @@ static napi_value js_reply_create(napi_env env, napi_callback_info info) {
 static napi_value js_reply_read(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   session_t *s;
-  rec_t *r = claim(env, info, 3, argv, &s);
+  rec_t *r = claim(env, info, 3, argv, &s, OPS(OP_READ));
   if (!r) return boolean(env, 0);
   double n = num(env, argv[2]);
   size_t len = n <= 0 ? 0 : n >= (double)r->len ? r->len : (size_t)n;
@@ -182,7 +201,7 @@ static napi_value js_reply_read(napi_env env, napi_callback_info info) {
 static napi_value js_reply_write(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   session_t *s;
-  rec_t *r = claim(env, info, 3, argv, &s);
+  rec_t *r = claim(env, info, 3, argv, &s, OPS(OP_WRITE));
   if (!r) return boolean(env, 0);
   double n = num(env, argv[2]);
   size_t len = n <= 0 ? 0 : n >= (double)r->len ? r->len : (size_t)n;
@@ -194,7 +213,7 @@ static napi_value js_reply_write(napi_env env, napi_callback_info info) {
 static napi_value js_reply_statfs(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   session_t *s;
-  rec_t *r = claim(env, info, 2, argv, &s);
+  rec_t *r = claim(env, info, 2, argv, &s, OPS(OP_STATFS));
   if (!r) return boolean(env, 0);
   const double *c = s->scratch;
   struct statvfs v;
@@ -218,7 +237,7 @@ static napi_value js_reply_statfs(napi_env env, napi_callback_info info) {
 static napi_value js_reply_lseek(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   session_t *s;
-  rec_t *r = claim(env, info, 3, argv, &s);
+  rec_t *r = claim(env, info, 3, argv, &s, OPS(OP_LSEEK));
   if (!r) return boolean(env, 0);
   REPLY(s, fuse_reply_lseek(r->req, (off_t)num(env, argv[2])));
   rec_finish(s, r);
@@ -228,7 +247,7 @@ static napi_value js_reply_lseek(napi_env env, napi_callback_info info) {
 static napi_value js_reply_readlink(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   session_t *s;
-  rec_t *r = claim(env, info, 3, argv, &s);
+  rec_t *r = claim(env, info, 3, argv, &s, OPS(OP_READLINK));
   if (!r) return boolean(env, 0);
   char *link = str_dup(env, argv[2]);
   if (link) REPLY(s, fuse_reply_readlink(r->req, link));
@@ -242,7 +261,7 @@ static napi_value js_reply_readlink(napi_env env, napi_callback_info info) {
 static napi_value js_reply_readdir(napi_env env, napi_callback_info info) {
   napi_value argv[4];
   session_t *s;
-  rec_t *r = claim(env, info, 4, argv, &s);
+  rec_t *r = claim(env, info, 4, argv, &s, OPS(OP_READDIR));
   if (!r) return boolean(env, 0);
   dirh_t *dh = (dirh_t *)(uintptr_t)r->fh;
   uint32_t n = 0, nt = 0;
