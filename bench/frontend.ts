@@ -1,8 +1,9 @@
 // Front-end benchmark: the same pass-through handler (sync pread/pwrite on a backing file, in
 // test/agent/frontend/memfs-child.ts) served through Fuse3 (libfuse 3) and fuse-native (libfuse 2),
 // both mounted at once, fio jobs interleaved (round by round, job by job, front end by front end,
-// the order of the two flipped every round), medians reported. Not part of npm test: `node dist/bench/frontend.js [--rounds=5] [--seconds=3]`;
-// `--jobs=randwrite` runs the jobs whose label contains that text;
+// the order of the two flipped every round), medians reported. Not part of npm test:
+// `node dist/bench/frontend.js [--rounds=5] [--seconds=3]`;
+// `--jobs=randwrite` runs the jobs whose label contains that text; VSTOR_BENCH_RAW=1 prints every run;
 // `--variant='{"spliceRead":true}'` compares Fuse3 with those Fuse3Options against plain Fuse3.
 //
 // Invariants: both children and mounts are torn down on success, error and SIGINT; every run uses
