@@ -3,6 +3,7 @@ import fs from 'node:fs/promises'
 import path from 'node:path'
 import { VstorCommand } from '../src/cli/base'
 import { parseDuration } from '../src/size'
+import { parseFrontend } from '../src/agent/frontend/index'
 import type { IoMode } from '../src/agent/store'
 import { parseMode, resolveId } from '../src/cli/ids'
 
@@ -59,6 +60,12 @@ export default class Mount extends VstorCommand {
       helpValue: 'MODE',
       default: '0600',
     }),
+    fuse: Flags.string({
+      description:
+        'FUSE front end: libfuse3 (native/fuse3: concurrent libaio direct I/O, 1 MiB requests, fallocate, SEEK_DATA/SEEK_HOLE) or ' +
+        'fuse-native (libfuse 2, the default for now: its auto_unmount clears the mount of a killed agent)',
+      options: ['libfuse3', 'fuse-native'],
+    }),
   }
 
   async run(): Promise<{ pid: number; mountpoint: string; images: string[] } | undefined> {
@@ -74,6 +81,7 @@ export default class Mount extends VstorCommand {
       uid: resolveId(flags.uid, '/etc/passwd', '--uid'),
       gid: resolveId(flags.gid, '/etc/group', '--gid'),
       mode: parseMode(flags.mode),
+      ...(flags.fuse ? { fuse: parseFrontend(flags.fuse) } : {}),
       ...(flags['agent-id'] ? { agentId: flags['agent-id'] } : {}),
     }
     const agent = await import('../src/agent/index.js')

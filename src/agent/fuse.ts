@@ -5,8 +5,7 @@
 //     adds or removes appear and disappear at once;
 //   * an fd keeps the DiskIO it opened: after the disk is removed its I/O
 //     fails with EIO instead of landing on a new disk of the same name;
-//   * mounted with timeout:false (fuse-native's 15 s ETIMEDOUT never fires;
-//     the agent enforces its own fault timeout) and direct_io, so every read
+//   * mounted with direct_io (both front ends, see ./frontend), so every read
 //     reaches the table (no stale page cache after an extent state change);
 //   * permissions are the kernel's to enforce (default_permissions): images
 //     are owned uid:gid with `mode` (default root 0600) and cannot be chmod'ed
@@ -16,6 +15,7 @@
 import os from 'node:os'
 import { UNIT } from '../config'
 import type { DiskIO } from './io'
+import type { Ops } from './frontend/fuse-native'
 import type { AgentState } from './state'
 
 const E = os.constants.errno
@@ -24,44 +24,9 @@ export const FALLOC = { KEEP_SIZE: 1, PUNCH_HOLE: 2, ZERO_RANGE: 16 } as const
 const SEEK_DATA = 3
 const SEEK_HOLE = 4
 type Cb = (err: number, ...rest: unknown[]) => void
-type Ops = Record<string, (...args: never[]) => void>
 
-interface FuseInstance {
-  mount(cb: (err: Error | null) => void): void
-  unmount(cb: (err: Error | null) => void): void
-  _fuseOptions(): string
-}
-interface FuseClass {
-  new (mnt: string, ops: Ops, opts: Record<string, unknown>): FuseInstance
-}
-// fuse-native ships no types.
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const FuseNative = require('fuse-native') as FuseClass
-
-export const MOUNT_OPTIONS = [
-  'big_writes',
-  'max_write=1048576',
-  'max_read=1048576',
-  'fsname=vstor',
-  'subtype=vstor',
-  'allow_other',
-  'direct_io',
-  'entry_timeout=0',
-  'negative_timeout=0',
-  'attr_timeout=0',
-]
-
-/** fuse-native's Fuse with our mount options appended. */
-export function makeFuse(mnt: string, ops: Ops, extra: string[]): FuseInstance {
-  class VstorFuse extends FuseNative {
-    override _fuseOptions(): string {
-      const base = super._fuseOptions()
-      const mine = [...MOUNT_OPTIONS, ...extra].join(',')
-      return base ? `${base},${mine}` : `-o${mine}`
-    }
-  }
-  return new VstorFuse(mnt, ops, { timeout: false })
-}
+export { makeFuse, MOUNT_OPTIONS } from './frontend/fuse-native'
+export type { FuseInstance } from './frontend/fuse-native'
 
 export interface Handles {
   /** Open counts changed: the set of open disk names. */

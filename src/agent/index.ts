@@ -14,7 +14,8 @@ import path from 'node:path'
 import { pidAlive, signalFailed, signalReady, spawnDetached } from '../daemon'
 import { VstorError, toVstorError } from '../errors'
 import { describeAddress, formatHostPort, type TcpAddress } from '../protocol/address'
-import { makeFuse, makeOps } from './fuse'
+import { makeOps } from './fuse'
+import { makeFrontend, pickFrontend, type FrontendName } from './frontend/index'
 import { Link } from './link'
 import { fuseUnmount, isMounted, mountInfo } from './mounts'
 import { AgentState } from './state'
@@ -36,6 +37,8 @@ export interface AgentOptions {
   uid?: number
   gid?: number
   mode?: number
+  /** FUSE front end (default fuse-native for now: a killed libfuse3 agent leaves a dead mount, see frontend/index.ts). */
+  fuse?: FrontendName
 }
 
 export const DEFAULT_SCAN = ['/dev/disk/by-id/*']
@@ -75,6 +78,7 @@ async function serve(opts: AgentOptions): Promise<void> {
   const mnt = path.resolve(opts.mountpoint)
   const socket = path.resolve(opts.socket)
   const agentId = opts.agentId ?? `${os.hostname()}:${mnt}`
+  const frontend = pickFrontend(opts.fuse ?? 'fuse-native')
   await prepareMountpoint(mnt)
   const link = new Link({
     socket,
@@ -82,7 +86,7 @@ async function serve(opts: AgentOptions): Promise<void> {
     agentId,
     mountpoint: mnt,
     faultTimeoutMs: opts.faultTimeoutMs ?? 60_000,
-    frontend: 'fuse-native',
+    frontend,
   })
   const state = new AgentState({
     fault: (f) => link.fault(f),
@@ -105,7 +109,12 @@ async function serve(opts: AgentOptions): Promise<void> {
     throw e
   }
   const perms = { uid: opts.uid ?? 0, gid: opts.gid ?? 0, mode: opts.mode ?? 0o600 }
-  const fuse = makeFuse(mnt, makeOps(state, { onOpenChange: (d) => link.setOpen(d), ...perms }), ['auto_unmount', 'default_permissions'])
+  // auto_unmount: fuse-native's fusermount cleans up after a crash; Fuse3 drops it (no fusermount3),
+  // prepareMountpoint clears a dead mount on the next start either way.
+  const { fuse } = makeFrontend(frontend, mnt, makeOps(state, { onOpenChange: (d) => link.setOpen(d), ...perms }), [
+    'auto_unmount',
+    'default_permissions',
+  ])
   try {
     await new Promise<void>((resolve, reject) => fuse.mount((err) => (err ? reject(err) : resolve())))
   } catch (e) {
@@ -139,7 +148,7 @@ async function serve(opts: AgentOptions): Promise<void> {
     await stop('start failed')
     throw new VstorError('MOUNT_FAILED', `mounted ${mnt} but the images are not visible: ${(e as Error).message}`)
   }
-  log(`serving ${state.disks.size} disk(s) at ${mnt}`)
+  log(`serving ${state.disks.size} disk(s) at ${mnt} (FUSE front end: ${frontend})`)
   signalReady()
   await new Promise<void>((resolve) => {
     const finish = (why: string): void => {
@@ -209,6 +218,7 @@ export async function startAgentDetached(opts: AgentOptions): Promise<{ pid: num
   if (opts.mode !== undefined) args.push('--mode', `0${opts.mode.toString(8)}`)
   const c = opts.controller
   if (c) args.push('--controller', formatHostPort(c.host, c.port), '--tls-dir', path.resolve(c.tlsDir))
+  if (opts.fuse) args.push('--fuse', opts.fuse)
   // With --io async, device I/O runs on libuv's thread pool; 4 threads (the default) would cap queue depth.
   const env = process.env
   env.UV_THREADPOOL_SIZE ??= '16'

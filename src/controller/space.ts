@@ -60,7 +60,8 @@ export class Space {
   kick(): void {
     if (this.kicked || this.stopped) return
     // most acks find nothing to do: no lock, no timer
-    if (this.state.quarantine.length === 0 && this.state.alloc.dirty.devices().every((d) => this.state.alloc.dirty.view(d).length === 0)) return
+    if (this.state.quarantine.length === 0 && this.state.alloc.dirty.devices().every((d) => this.state.alloc.dirty.view(d).length === 0))
+      return
     this.kicked = true
     setImmediate(() => {
       this.kicked = false

@@ -5,6 +5,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { test, type TestContext } from 'node:test'
+import { fuse3Available } from '../../src/agent/frontend/fuse3'
 import { pidFilePath, unmountAgent } from '../../src/agent/index'
 import { isMounted } from '../../src/agent/mounts'
 import { writeLabel } from '../../src/device'
@@ -64,9 +65,10 @@ async function setup(t: TestContext) {
   )
   await ctl.start()
   let child: ChildProcess | null = null
-  const startAgent = async () => {
+  const startAgent = async (opts: { fuse?: string } = {}) => {
     const mod = path.resolve(__dirname, '../../src/agent/index.js')
-    const code = `require(${JSON.stringify(mod)}).runAgent({mountpoint:${JSON.stringify(mnt)},socket:${JSON.stringify(socket)},faultTimeoutMs:3000}).then(()=>process.exit(0),e=>{console.error(e.message);process.exit(1)})`
+    const args = JSON.stringify({ mountpoint: mnt, socket, faultTimeoutMs: 3000, ...opts })
+    const code = `require(${JSON.stringify(mod)}).runAgent(${args}).then(()=>process.exit(0),e=>{console.error(e.message);process.exit(1)})`
     child = spawn(process.execPath, ['-e', code], { stdio: ['ignore', 'inherit', 'inherit'] })
     await waitFor('the agent pid file', () => exists(pidFilePath(mnt, socket)))
   }
@@ -203,4 +205,29 @@ test('mount: busy unmount is refused; a killed agent leaves no dead mount; a new
   assert.equal(r.code, 0, r.out)
   assert.doesNotMatch(r.out, /fail|mismatch/i)
   await unmountAgent(s.mnt, s.socket)
+})
+
+test('mount --fuse libfuse3: the agent serves through libfuse 3; a killed agent leaves ENOTCONN, the next start clears it', async (t) => {
+  if (!canMount(t)) return
+  if (!fuse3Available()) {
+    if (process.env.CI) throw new Error('native/fuse3 is not built (bin/setup builds it); under CI this is a failure')
+    return t.skip('needs native/fuse3 built (bin/setup)')
+  }
+  const s = await setup(t)
+  await s.startAgent({ fuse: 'libfuse3' })
+  const q = await sh('qemu-io', ['-f', 'raw', '-c', 'write -P 0x61 2040k 64k', '-c', 'read -P 0x61 2040k 64k', s.img])
+  assert.equal(q.code, 0, q.out)
+  assert.doesNotMatch(q.out, /fail|mismatch/i)
+
+  s.child()!.kill('SIGKILL')
+  await new Promise((r) => s.child()!.once('exit', r))
+  // No fusermount3 for auto_unmount: the dead mount stays (ENOTCONN) until the next agent clears it.
+  await assert.rejects(fs.promises.stat(s.mnt), { code: 'ENOTCONN' })
+  await fs.promises.rm(pidFilePath(s.mnt, s.socket)) // the killed agent's (startAgent waits for a new one)
+  await s.startAgent({ fuse: 'libfuse3' })
+  const r = await sh('qemu-io', ['-f', 'raw', '-c', 'read -P 0x61 2040k 64k', s.img])
+  assert.equal(r.code, 0, r.out)
+  assert.doesNotMatch(r.out, /fail|mismatch/i)
+  await unmountAgent(s.mnt, s.socket)
+  assert.equal(await isMounted(s.mnt), false)
 })
