@@ -44,6 +44,8 @@ export class Link extends EventEmitter {
   private missing: string[] = []
   /** Given by the controller at the first hello; presented on every reconnect. */
   private epoch: number | undefined
+  /** The controller run whose table this agent holds (presented on reconnect). */
+  private boot: number | undefined
   /** Full table loads applied so far. */
   private loads = 0
   state!: AgentState
@@ -146,6 +148,7 @@ export class Link extends EventEmitter {
         pid: process.pid,
         generation: this.state.generation,
         ...(this.epoch !== undefined ? { epoch: this.epoch } : {}),
+        ...(this.boot !== undefined ? { boot: this.boot } : {}),
         ...(this.opts.frontend ? { frontend: this.opts.frontend } : {}),
         devices: await this.state.devices.found(),
       })
@@ -162,7 +165,10 @@ export class Link extends EventEmitter {
     // the controller keeps our last report while we are away; a new process starts with none open
     conn.notify('agent.open', { disks: this.openDisks })
     if (this.missing.length) conn.notify('agent.devices', { missing: this.missing })
-    if (reply.generation !== this.state.generation) await this.awaitLoad(conn, reply.generation)
+    // Another controller run may have lost lazy commits and reused our generation: a new boot means a full load.
+    const newBoot = reply.boot !== undefined && reply.boot !== this.boot
+    if (reply.generation !== this.state.generation || newBoot) await this.awaitLoad(conn, reply.generation, newBoot)
+    this.boot = reply.boot
     this.emit('connected', conn)
   }
 
@@ -174,9 +180,9 @@ export class Link extends EventEmitter {
   }
 
   /** The controller sends table.load after hello when generations differ; ask explicitly if it did not. */
-  private async awaitLoad(conn: Connection, generation: number): Promise<void> {
+  private async awaitLoad(conn: Connection, generation: number, mustLoad = false): Promise<void> {
     const base = this.loads
-    const loaded = (): boolean => this.loads > base || this.state.generation === generation
+    const loaded = (): boolean => this.loads > base || (!mustLoad && this.state.generation === generation)
     const wait = (ms: number): Promise<boolean> =>
       new Promise((resolve) => {
         if (loaded()) return resolve(true)

@@ -168,6 +168,7 @@ export class Agents {
       this.onChange()
     })
     log(`agent ${rec.id} connected: mountpoint ${rec.mountpoint}, pid ${rec.pid}, epoch ${rec.epoch}, generation ${rec.generation}`)
+    this.onChange() // a reconnect may arrive at a generation someone waits for
   }
 
   /** The agent applied up to gen. Its first ack makes it known (and persisted). */

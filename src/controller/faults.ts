@@ -203,6 +203,12 @@ async function ackedRetry(ctx: Ctx, agent: AgentRec, gen: number): Promise<Fault
     if (agent.conn && !agent.conn.closed && !agent.loading) ctx.outbox.load(agent, 'fault retry needs the new table')
     return { action: 'fail', reason: 'the agent did not take the table change', errno: 'EIO' }
   }
+  // The write must not complete while another connected agent still reads the old place (zeros,
+  // a shared unit, a moved chunk's old copy): wait for them too, but never longer than the timeout.
+  const others = ctx.agents.connected().filter((a) => a !== agent && a.inSync)
+  await ctx.outbox
+    .acked(gen, { who: others, timeoutMs: ctx.agentTimeoutMs, what: 'fault retry, other agents' })
+    .catch((e: Error) => log(e.message))
   return { action: 'retry' }
 }
 

@@ -178,13 +178,14 @@ export function onHello(ctx: Ctx, hello: Hello, conn: Connection): HelloReply {
     ctx.agents.attach(a, conn)
     epoch = a.epoch
     // A reconnect at our generation has everything; anyone else gets the whole table (held until the hello reply).
-    if (hello.epoch !== undefined && a.generation === ctx.state.generation) a.inSync = true
+    if (hello.epoch !== undefined && a.generation === ctx.state.generation && hello.boot === ctx.state.boot) a.inSync = true
     else ctx.outbox.load(a, `hello at generation ${a.generation}`)
   } else attach(ctx, conn)
   return {
     protocol: PROTOCOL_VERSION,
     controllerId: ctx.state.controllerId,
     generation: ctx.state.generation,
+    boot: ctx.state.boot,
     ...(epoch !== undefined ? { epoch } : {}),
   }
 }

@@ -44,7 +44,13 @@ export async function runController(opts: ControllerOptions): Promise<void> {
     db = await openDatabase(opts.dataDir)
     const state = await loadState(db)
     // Commits a killed controller made lazily are in the WAL: make them durable before anyone relies on them.
-    await db.tx(() => db!.run("UPDATE meta SET value = value WHERE key = 'generation'").then(() => undefined))
+    // A new boot number, durable, so no agent mistakes a generation this run reuses for one it holds.
+    await db.tx(() =>
+      db!
+        .run("INSERT INTO meta (key, value) VALUES ('boot', '1') ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1")
+        .then(() => undefined),
+    )
+    state.boot = Number((await db.get<{ value: string }>("SELECT value FROM meta WHERE key = 'boot'"))?.value ?? 1)
     state.durable = state.generation
     const agents = new Agents(db)
     await agents.loadFromDb()

@@ -96,6 +96,8 @@ export class State {
   generation = 0
   /** Every commit up to this generation is on disk (lazy commits after it wait for a barrier). */
   durable = 0
+  /** This run of the controller (meta 'boot', raised at every start). */
+  boot = 0
 
   constructor(readonly db: Db) {}
 

@@ -29,6 +29,8 @@ export interface Hello {
   devices?: string[]
   /** The FUSE front end in use (libfuse3 | fuse-native). */
   frontend?: string
+  /** The controller run (boot) the agent's table came from: another run always reloads it. */
+  boot?: number
 }
 export interface HelloReply {
   protocol: number
@@ -36,6 +38,8 @@ export interface HelloReply {
   generation: number
   /** Agents: the epoch to present on every reconnect of this process. */
   epoch?: number
+  /** This controller run: rises at every start, so an agent never mistakes another run's generation for its own. */
+  boot?: number
 }
 
 export interface WireError {

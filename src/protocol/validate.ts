@@ -156,6 +156,7 @@ const helloShape = obj({
   epoch: opt(int),
   devices: opt(arrayOf(str)),
   frontend: opt(str),
+  boot: opt(int),
 })
 
 function checkVersion(v: unknown, who: string): void {
@@ -177,5 +178,5 @@ export function validateHello(hello: unknown): Hello {
 /** The controller's answer to hello. */
 export function validateHelloReply(reply: unknown): HelloReply {
   checkVersion(reply, 'the controller')
-  return obj({ protocol: int, controllerId: str, generation: int, epoch: opt(int) })(reply, 'hello reply')
+  return obj({ protocol: int, controllerId: str, generation: int, epoch: opt(int), boot: opt(int) })(reply, 'hello reply')
 }

@@ -25,9 +25,11 @@ export class FakeAgent {
 
   /** The epoch the controller gave this agent (present it to reconnect as the same process). */
   epoch = 0
+  /** The controller run it talked to. */
+  boot = 0
 
   /** Say hello as agent `id`; with `epoch`, as a reconnect of a process that has a table at `generation`. */
-  static async connect(socket: string, id = 'agent-1', generation = 0, epoch?: number): Promise<FakeAgent> {
+  static async connect(socket: string, id = 'agent-1', generation = 0, epoch?: number, boot?: number): Promise<FakeAgent> {
     let agent: FakeAgent | null = null
     const { conn, reply } = await connect(socket, {
       role: 'agent',
@@ -36,10 +38,12 @@ export class FakeAgent {
       pid: 4242,
       generation,
       ...(epoch !== undefined ? { epoch } : {}),
+      ...(boot !== undefined ? { boot } : {}),
     })
     agent = new FakeAgent(conn)
     agent.generation = generation
     agent.epoch = reply.epoch ?? 0
+    agent.boot = reply.boot ?? 0
     const a = agent
     conn.onRequest(async (method, params, payload) => a.handle(method, params as Record<string, unknown>, payload ?? Buffer.alloc(0)))
     return agent

@@ -69,7 +69,7 @@ test('an agent process reconnecting at the current generation gets no load; agen
   const { f, a } = await setup(t)
   const gen = (await f.call('status', {})).controller.generation
   a.close()
-  const b = await FakeAgent.connect(f.socket, 'agent-1', gen, a.epoch)
+  const b = await FakeAgent.connect(f.socket, 'agent-1', gen, a.epoch, a.boot)
   f.onCleanup(() => b.close())
   assert.deepEqual(await b.conn.call('agent.sync', { generation: gen }), { generation: gen })
   assert.equal(b.count('table.load'), 0)
@@ -95,4 +95,15 @@ test('disk.delete is refused while an agent has the disk open, unless forced', a
   assert.deepEqual((await f.call('disk.list', {}))[0]?.openBy, ['agent-1'])
   await f.call('disk.delete', { name: 'thick', force: true })
   assert.equal(a.tables.has('thick'), false)
+})
+
+test('a restarted controller is another boot: an agent at the same generation still gets a full load', async (t) => {
+  const { f, a } = await setup(t)
+  const gen = (await f.call('status', {})).controller.generation
+  a.close()
+  await f.restart()
+  const b = await FakeAgent.connect(f.socket, 'agent-1', gen, a.epoch, a.boot)
+  f.onCleanup(() => b.close())
+  assert.ok(b.boot > a.boot, 'the boot number rose')
+  await waitFor(() => b.count('table.load') === 1, 'a full load despite the equal generation')
 })
