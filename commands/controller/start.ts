@@ -33,6 +33,11 @@ export default class ControllerStart extends VstorCommand {
       helpValue: 'DURATION',
       default: '10s',
     }),
+    'hello-timeout': Flags.string({
+      description: 'how long a client may take to say hello after connecting before it is dropped',
+      helpValue: 'DURATION',
+      default: '10s',
+    }),
   }
 
   async run(): Promise<{ pid: number; socket: string; dataDir: string } | undefined> {
@@ -42,6 +47,7 @@ export default class ControllerStart extends VstorCommand {
       refreshIntervalMs: parseDuration(flags['refresh-interval'], '--refresh-interval'),
       noSpaceTimeoutMs: parseDuration(flags['no-space-timeout'], '--no-space-timeout'),
       agentTimeoutMs: parseDuration(flags['agent-timeout'], '--agent-timeout'),
+      helloTimeoutMs: parseDuration(flags['hello-timeout'], '--hello-timeout'),
     }
     const controller = await import('../../src/controller/index.js')
     if (flags.foreground) {

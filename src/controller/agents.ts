@@ -163,11 +163,24 @@ export class Agents {
       rec.conn = null
       rec.inSync = false
       rec.lastSeen = new Date().toISOString()
-      log(`agent ${rec.id} (${rec.mountpoint}) disconnected; it stays known until it comes back or \`vstor agent forget ${rec.id}\``)
+      if (!rec.persisted) {
+        // it never took a table: it holds nothing, so nothing of it is kept (a failed hello leaves no record)
+        if (this.byId.get(rec.id) === rec) this.byId.delete(rec.id)
+        log(`agent ${rec.id} (${rec.mountpoint}) disconnected before it took a table; not kept`, 'agent left before its table')
+        this.onChange()
+        return
+      }
+      log(
+        `agent ${rec.id} (${rec.mountpoint}) disconnected; it stays known until it comes back or \`vstor agent forget ${rec.id}\``,
+        'agent disconnected',
+      )
       void this.persist(rec)
       this.onChange()
     })
-    log(`agent ${rec.id} connected: mountpoint ${rec.mountpoint}, pid ${rec.pid}, epoch ${rec.epoch}, generation ${rec.generation}`)
+    log(
+      `agent ${rec.id} connected: mountpoint ${rec.mountpoint}, pid ${rec.pid}, epoch ${rec.epoch}, generation ${rec.generation}`,
+      'agent connected',
+    )
   }
 
   /** The agent applied up to gen. Its first ack makes it known (and persisted). */

@@ -8,6 +8,7 @@ import path from 'node:path'
 import { spawnDetached, signalFailed, signalReady } from '../daemon'
 import { VstorError, toVstorError } from '../errors'
 import { connect, listen, type ServerHandle } from '../protocol/connection'
+import { setReporter } from '../protocol/peer'
 import { Agents } from './agents'
 import type { Ctx } from './context'
 import { DeviceIo } from './devio'
@@ -15,7 +16,7 @@ import { onHello } from './handlers'
 import { registerKinds } from './jobs/kinds'
 import { Jobs } from './jobs/runner'
 import { loadState } from './load'
-import { log } from './log'
+import { flushLog, log } from './log'
 import { Outbox } from './outbox'
 import { dbFile, openDatabase } from './schema'
 import { Space } from './space'
@@ -27,6 +28,8 @@ export interface ControllerOptions {
   noSpaceTimeoutMs?: number
   /** How long changes every agent must apply first wait for acks (default 10 s). */
   agentTimeoutMs?: number
+  /** A client whose hello is not done this long after connecting is dropped (default 10 s). */
+  helloTimeoutMs?: number
 }
 
 /** Run in this process until stopped (SIGTERM/SIGINT or controller.stop). */
@@ -72,7 +75,8 @@ export async function runController(opts: ControllerOptions): Promise<void> {
     registerKinds(c.jobs)
     await c.jobs.load()
     c.jobs.resume() // before serving: a move fenced before a crash holds its range again first
-    server = await listen(opts.socket, (hello, conn) => onHello(c, hello, conn))
+    setReporter(log) // per-connection trouble goes to the log, rate-limited
+    server = await listen(opts.socket, (hello, conn) => onHello(c, hello, conn), { helloTimeoutMs: opts.helloTimeoutMs })
     c.space.kick()
     const tick = setInterval(() => c.outbox.refresh(c.refreshIntervalMs), Math.max(100, Math.min(c.refreshIntervalMs, 5_000)))
     const onSignal = (sig: string) => {
@@ -101,6 +105,7 @@ export async function runController(opts: ControllerOptions): Promise<void> {
       server = null
       removeSocket(opts.socket)
     })
+    flushLog()
     log('controller stopped')
   } catch (e) {
     const err = toVstorError(e)
@@ -132,6 +137,7 @@ export async function startControllerDetached(opts: ControllerOptions): Promise<
   if (opts.refreshIntervalMs !== undefined) args.push('--refresh-interval', durationFlag(opts.refreshIntervalMs))
   if (opts.noSpaceTimeoutMs !== undefined) args.push('--no-space-timeout', durationFlag(opts.noSpaceTimeoutMs))
   if (opts.agentTimeoutMs !== undefined) args.push('--agent-timeout', durationFlag(opts.agentTimeoutMs))
+  if (opts.helloTimeoutMs !== undefined) args.push('--hello-timeout', durationFlag(opts.helloTimeoutMs))
   fs.mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 })
   return spawnDetached({ args, logFile: path.join(opts.dataDir, 'controller.log'), readyTimeoutMs: 15_000 })
 }

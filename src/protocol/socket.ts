@@ -11,7 +11,7 @@ import path from 'node:path'
 import { PROTOCOL_VERSION } from '../config'
 import { VstorError } from '../errors'
 import type { Hello, HelloReply } from './messages'
-import { Connection, type HelloHandler } from './peer'
+import { Connection, report, type HelloHandler } from './peer'
 import { validateHelloReply } from './validate'
 
 function checkSocketPath(socketPath: string): void {
@@ -83,7 +83,7 @@ async function clearStale(socketPath: string): Promise<void> {
   )
 }
 
-export async function listen(socketPath: string, onHello: HelloHandler): Promise<ServerHandle> {
+export async function listen(socketPath: string, onHello: HelloHandler, opts: { helloTimeoutMs?: number } = {}): Promise<ServerHandle> {
   checkSocketPath(socketPath)
   await fs.mkdir(path.dirname(socketPath), { recursive: true, mode: 0o755 })
   await clearStale(socketPath)
@@ -92,7 +92,7 @@ export async function listen(socketPath: string, onHello: HelloHandler): Promise
     const conn = new Connection(socket)
     conns.add(conn)
     conn.once('close', () => conns.delete(conn))
-    conn.serve(onHello)
+    conn.serve(onHello, opts.helloTimeoutMs)
   })
   await new Promise<void>((resolve, reject) => {
     server.once('error', (e: NodeJS.ErrnoException) =>
@@ -106,7 +106,7 @@ export async function listen(socketPath: string, onHello: HelloHandler): Promise
   })
   // Accept errors (EMFILE…) must not crash the controller.
   server.removeAllListeners('error')
-  server.on('error', (e) => process.stderr.write(`vstor: socket server error: ${e.message}\n`))
+  server.on('error', (e) => report(`socket server error: ${e.message}`, 'socket server error'))
   await fs.chmod(socketPath, 0o600)
   const ino = (await fs.lstat(socketPath)).ino
   let closing: Promise<void> | null = null
