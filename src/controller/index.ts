@@ -139,7 +139,11 @@ export async function startControllerDetached(opts: ControllerOptions): Promise<
   if (opts.agentTimeoutMs !== undefined) args.push('--agent-timeout', durationFlag(opts.agentTimeoutMs))
   if (opts.helloTimeoutMs !== undefined) args.push('--hello-timeout', durationFlag(opts.helloTimeoutMs))
   fs.mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 })
-  return spawnDetached({ args, logFile: path.join(opts.dataDir, 'controller.log'), readyTimeoutMs: 15_000 })
+  // The log names devices, disks and agents: root only, like the database (an older 0644 one too).
+  const logFile = path.join(opts.dataDir, 'controller.log')
+  fs.closeSync(fs.openSync(logFile, 'a', 0o600))
+  fs.chmodSync(logFile, 0o600)
+  return spawnDetached({ args, logFile, readyTimeoutMs: 15_000 })
 }
 
 /** Ask the controller to stop and wait until its socket is gone (10 s). */
