@@ -11,7 +11,7 @@
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { pidAlive, signalFailed, signalReady, spawnDetached } from '../daemon'
+import { pidRunning as running, signalFailed, signalReady, spawnDetached } from '../daemon'
 import { VstorError, toVstorError } from '../errors'
 import { makeFuse, makeOps } from './fuse'
 import { Link } from './link'
@@ -202,17 +202,6 @@ export async function startAgentDetached(opts: AgentOptions): Promise<{ pid: num
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
-
-/** Alive and not a zombie: a killed agent stays one until init reaps it, which can take a while. */
-function running(pid: number): boolean {
-  if (!pidAlive(pid)) return false
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z'
-  } catch {
-    return false
-  }
-}
 
 /** Stop the agent serving mountpoint; clear a dead agent's mount (dead: true); refuse while busy. */
 export async function unmountAgent(mountpoint: string, socket: string): Promise<{ dead: boolean }> {

@@ -5,7 +5,7 @@
 
 import fs from 'node:fs'
 import path from 'node:path'
-import { spawnDetached, signalFailed, signalReady } from '../daemon'
+import { pidRunning, spawnDetached, signalFailed, signalReady } from '../daemon'
 import { VstorError, toVstorError } from '../errors'
 import { connect, listen, type ServerHandle } from '../protocol/connection'
 import { setReporter } from '../protocol/peer'
@@ -146,10 +146,16 @@ export async function startControllerDetached(opts: ControllerOptions): Promise<
   return spawnDetached({ args, logFile, readyTimeoutMs: 15_000 })
 }
 
-/** Ask the controller to stop and wait until its socket is gone (10 s). */
+/**
+ * Ask the controller to stop and wait until its process is gone (10 s): it closes the database
+ * after the socket, and a restore that copies a backup over vstor.db before that would be
+ * overwritten by the last checkpoint.
+ */
 export async function stopController(socket: string): Promise<void> {
   const { conn } = await connect(socket, { role: 'cli' })
+  let pid = 0
   try {
+    pid = (await conn.call('status', {}, { timeoutMs: 10_000 })).controller.pid
     await conn.call('controller.stop', {}, { timeoutMs: 10_000 })
   } catch (e) {
     if (!(e instanceof VstorError && e.code === 'CLOSED')) throw e
@@ -157,7 +163,7 @@ export async function stopController(socket: string): Promise<void> {
     conn.close()
   }
   const deadline = Date.now() + 10_000
-  while (fs.existsSync(socket)) {
+  while (fs.existsSync(socket) || (pid > 0 && pidRunning(pid))) {
     if (Date.now() > deadline) throw new VstorError('TIMEOUT', `the controller on ${socket} did not stop within 10 s`)
     await new Promise((r) => setTimeout(r, 50))
   }
