@@ -9,6 +9,11 @@ async function pool(t: Parameters<typeof startFixture>[0]): Promise<Fixture> {
   const f = await startFixture(t)
   await f.call('device.add', { path: f.file('d0.img', 16 * MiB) })
   await f.call('device.add', { path: f.file('d1.img', 16 * MiB) })
+  // New devices are dirty until the background scrubber zeroed them: settle first, so listings compare.
+  for (let i = 0; (await f.call('device.list', {})).some((d) => d.scrubbing > 0); i++) {
+    if (i > 500) throw new Error('the new devices were not scrubbed within 10 s')
+    await new Promise((r) => setTimeout(r, 20))
+  }
   return f
 }
 
