@@ -122,3 +122,15 @@ export function pidAlive(pid: number): boolean {
     return (e as NodeJS.ErrnoException).code === 'EPERM'
   }
 }
+
+/** Alive and not a zombie: a killed or stopped daemon stays a zombie until init reaps it, which can take a while. */
+export function pidRunning(pid: number): boolean {
+  if (!pidAlive(pid)) return false
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const at = stat.lastIndexOf(')')
+    return stat.slice(at + 2, at + 3) !== 'Z'
+  } catch {
+    return false
+  }
+}

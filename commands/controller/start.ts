@@ -42,6 +42,11 @@ export default class ControllerStart extends VstorCommand {
         "needs --tls-dir with the controller's certificate",
       helpValue: 'HOST:PORT',
     }),
+    'hello-timeout': Flags.string({
+      description: 'how long a client may take to say hello after connecting before it is dropped',
+      helpValue: 'DURATION',
+      default: '10s',
+    }),
   }
 
   async run(): Promise<{ pid: number; socket: string; dataDir: string; listen?: string } | undefined> {
@@ -52,6 +57,7 @@ export default class ControllerStart extends VstorCommand {
       noSpaceTimeoutMs: parseDuration(flags['no-space-timeout'], '--no-space-timeout'),
       agentTimeoutMs: parseDuration(flags['agent-timeout'], '--agent-timeout'),
       ...(flags.listen ? { listen: { ...parseHostPort(flags.listen, '--listen'), tlsDir: this.tlsDir(flags, '--listen') } } : {}),
+      helloTimeoutMs: parseDuration(flags['hello-timeout'], '--hello-timeout'),
     }
     const controller = await import('../../src/controller/index.js')
     if (flags.foreground) {

@@ -1,5 +1,6 @@
 import { Args, Flags } from '@oclif/core'
 import { VstorCommand } from '../../src/cli/base'
+import { diskName } from '../../src/cli/ids'
 import { formatSize } from '../../src/size'
 import type { DiskInfo } from '../../src/protocol/messages'
 
@@ -20,6 +21,7 @@ export default class DiskDelete extends VstorCommand {
 
   async run(): Promise<DiskInfo> {
     const { args, flags } = await this.parse(DiskDelete)
+    diskName(args.name) // refused here, in the user's terms, before any connection
     const disk = await (await this.client(flags)).call('disk.delete', { name: args.name, ...(flags.force ? { force: true } : {}) })
     this.log(`deleted disk ${disk.name} (${formatSize(disk.size)}, ${formatSize(disk.allocated)} freed)`)
     return disk

@@ -1,5 +1,6 @@
 import { Args, Flags } from '@oclif/core'
 import { VstorCommand } from '../../src/cli/base'
+import { diskName } from '../../src/cli/ids'
 import { mapTable } from '../../src/cli/format'
 import type { DiskMap } from '../../src/protocol/messages'
 
@@ -25,6 +26,7 @@ export default class DiskMapCommand extends VstorCommand {
 
   async run(): Promise<DiskMap> {
     const { args, flags } = await this.parse(DiskMapCommand)
+    diskName(args.name) // refused here, in the user's terms, before any connection
     const map = await (await this.client(flags)).call('disk.map', { name: args.name })
     this.log(mapTable(map, flags.bytes))
     return map

@@ -1,5 +1,6 @@
 import { Args, Flags } from '@oclif/core'
 import { VstorCommand } from '../../src/cli/base'
+import { diskName } from '../../src/cli/ids'
 import { jobBar, jobLine, waitJob } from '../../src/cli/jobs'
 import { VstorError } from '../../src/errors'
 import { parseSize } from '../../src/size'
@@ -32,6 +33,7 @@ export default class DiskMove extends VstorCommand {
 
   async run(): Promise<JobInfo> {
     const { args, flags } = await this.parse(DiskMove)
+    diskName(args.name) // refused here, in the user's terms, before any connection
     const offset = flags.offset === undefined ? undefined : parseSize(flags.offset, '--offset')
     const length = flags.length === undefined ? undefined : parseSize(flags.length, '--length')
     if (length === 0) throw new VstorError('BAD_SIZE', '--length must be above 0')

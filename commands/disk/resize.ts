@@ -1,5 +1,6 @@
 import { Args, Flags } from '@oclif/core'
 import { VstorCommand } from '../../src/cli/base'
+import { diskName } from '../../src/cli/ids'
 import { progress, type Progress } from '../../src/cli/progress'
 import { UNIT } from '../../src/config'
 import { VstorError } from '../../src/errors'
@@ -27,6 +28,7 @@ export default class DiskResize extends VstorCommand {
 
   async run(): Promise<DiskInfo> {
     const { args, flags } = await this.parse(DiskResize)
+    diskName(args.name) // refused here, in the user's terms, before any connection
     const asked = parseSize(flags.size, '--size')
     if (asked <= 0) throw new VstorError('BAD_SIZE', `bad --size '${flags.size}': a disk needs at least 1 byte`)
     const size = roundUp(asked, UNIT)

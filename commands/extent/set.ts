@@ -1,5 +1,6 @@
 import { Args, Flags } from '@oclif/core'
 import { VstorCommand } from '../../src/cli/base'
+import { diskName } from '../../src/cli/ids'
 import { mapTable } from '../../src/cli/format'
 import { VstorError } from '../../src/errors'
 import { formatSize, parseSize } from '../../src/size'
@@ -37,6 +38,7 @@ export default class ExtentSet extends VstorCommand {
 
   async run(): Promise<DiskMap> {
     const { args, flags } = await this.parse(ExtentSet)
+    diskName(args.name) // refused here, in the user's terms, before any connection
     const offset = parseSize(flags.offset, '--offset')
     const length = parseSize(flags.length, '--length')
     const set: StateName[] = flags.set ?? []

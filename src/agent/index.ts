@@ -11,7 +11,7 @@
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { pidAlive, signalFailed, signalReady, spawnDetached } from '../daemon'
+import { pidRunning as running, signalFailed, signalReady, spawnDetached } from '../daemon'
 import { VstorError, toVstorError } from '../errors'
 import { describeAddress, formatHostPort, type TcpAddress } from '../protocol/address'
 import { makeOps } from './fuse'
@@ -181,7 +181,10 @@ async function prepareMountpoint(mnt: string): Promise<void> {
     if ((await answers(mnt)) || m.fstype !== 'fuse.vstor') {
       throw new VstorError('MOUNT_FAILED', `${mnt} is already a mount point (${m.fstype}); unmount it first (\`vstor unmount ${mnt}\`)`)
     }
-    await fuseUnmount(mnt, true)
+    // fusermount's auto_unmount helper may remove it at the same moment: gone is what we want
+    await fuseUnmount(mnt, true).catch(async (e: unknown) => {
+      if (await isMounted(mnt)) throw e
+    })
   }
   await checkDirectory(mnt)
 }
@@ -227,30 +230,35 @@ export async function startAgentDetached(opts: AgentOptions): Promise<{ pid: num
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
-/** Stop the agent serving mountpoint; clear a dead agent's mount; refuse while busy. */
-export async function unmountAgent(mountpoint: string, socket: string): Promise<void> {
+/** Stop the agent serving mountpoint; clear a dead agent's mount (dead: true); refuse while busy. */
+export async function unmountAgent(mountpoint: string, socket: string): Promise<{ dead: boolean }> {
   const mnt = path.resolve(mountpoint)
   const pidFile = pidFilePath(mnt, socket)
   const info = await fs.promises
     .readFile(pidFile, 'utf8')
     .then((t) => JSON.parse(t) as PidFile)
     .catch(() => null)
-  const pid = info && pidAlive(info.pid) ? info.pid : null
+  const pid = info && running(info.pid) ? info.pid : null
   const mounted = (await mountInfo()).find((e) => e.mountpoint === mnt)
   if (!pid) {
     await fs.promises.rm(pidFile, { force: true })
     if (!mounted) throw new VstorError('NOT_MOUNTED', `no vstor agent serves ${mnt} and nothing is mounted there`)
     if (mounted.fstype !== 'fuse.vstor') throw new VstorError('NOT_MOUNTED', `${mnt} is a ${mounted.fstype} mount, not vstor`)
     // Dead agent: the mount answers ENOTCONN; detach it.
-    await fuseUnmount(mnt, false).catch(() => fuseUnmount(mnt, true))
-    return
+    await fuseUnmount(mnt, false)
+      .catch(() => fuseUnmount(mnt, true))
+      .catch(async (e: unknown) => {
+        if (await isMounted(mnt)) throw e // else fusermount's auto_unmount helper was quicker
+      })
+    return { dead: true }
   }
   // Unmount first (not lazily), so a busy mount is refused and the agent keeps serving.
   if (mounted) await fuseUnmount(mnt, false)
   process.kill(pid, 'SIGTERM')
-  for (let waited = 0; pidAlive(pid) || (await isMounted(mnt)); waited += 100) {
+  for (let waited = 0; running(pid) || (await isMounted(mnt)); waited += 100) {
     if (waited >= 30_000)
       throw new VstorError('TIMEOUT', `agent ${pid} for ${mnt} did not stop within 30 s; see ${logFilePath(mnt, socket)}`)
     await sleep(100)
   }
+  return { dead: false }
 }

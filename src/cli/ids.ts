@@ -3,6 +3,7 @@
 // nss reads for local users); anything unknown is a BAD_ARGUMENT saying so.
 
 import fs from 'node:fs'
+import { checkName } from '../controller/context'
 import { VstorError } from '../errors'
 
 /** A user or group id from a number or a name listed in `file` (/etc/passwd or /etc/group). */
@@ -29,4 +30,9 @@ export function resolveId(text: string, file: string, flag: string): number {
 export function parseMode(text: string): number {
   if (!/^0?[0-7]{3}$/.test(text)) throw new VstorError('BAD_ARGUMENT', `bad --mode '${text}': give octal permission bits like 0600 or 0660`)
   return parseInt(text, 8)
+}
+
+/** A disk name as the controller accepts it, checked by the command itself: BAD_NAME in the user's terms, exit 1. */
+export function diskName(text: string): string {
+  return checkName(text, 'disk')
 }

@@ -163,11 +163,24 @@ export class Agents {
       rec.conn = null
       rec.inSync = false
       rec.lastSeen = new Date().toISOString()
-      log(`agent ${rec.id} (${rec.mountpoint}) disconnected; it stays known until it comes back or \`vstor agent forget ${rec.id}\``)
+      if (!rec.persisted) {
+        // it never took a table: it holds nothing, so nothing of it is kept (a failed hello leaves no record)
+        if (this.byId.get(rec.id) === rec) this.byId.delete(rec.id)
+        log(`agent ${rec.id} (${rec.mountpoint}) disconnected before it took a table; not kept`, 'agent left before its table')
+        this.onChange()
+        return
+      }
+      log(
+        `agent ${rec.id} (${rec.mountpoint}) disconnected; it stays known until it comes back or \`vstor agent forget ${rec.id}\``,
+        'agent disconnected',
+      )
       void this.persist(rec)
       this.onChange()
     })
-    log(`agent ${rec.id} connected: mountpoint ${rec.mountpoint}, pid ${rec.pid}, epoch ${rec.epoch}, generation ${rec.generation}`)
+    log(
+      `agent ${rec.id} connected: mountpoint ${rec.mountpoint}, pid ${rec.pid}, epoch ${rec.epoch}, generation ${rec.generation}`,
+      'agent connected',
+    )
     this.onChange() // a reconnect may arrive at a generation someone waits for
   }
 
@@ -226,21 +239,39 @@ export class Agents {
     this.onChange()
   }
 
-  /** Write the record's mutable fields (generation, open disks, epoch, forgotten, last seen). */
-  async persist(a: AgentRec): Promise<void> {
-    if (!this.byId.has(a.id) || !a.persisted) return
-    await this.db
-      .tx(() =>
-        this.db.run('UPDATE agents SET generation = ?, open_disks = ?, epoch = ?, forgotten = ?, last_seen = ? WHERE id = ?', [
+  /** Per agent, a save queued and not started yet: later calls ride on it (it reads the fields when it runs). */
+  private readonly queued = new Map<AgentRec, Promise<void>>()
+
+  /**
+   * Write the record's mutable fields (generation, open disks, epoch, forgotten, last seen). At most one
+   * save per agent waits for the database, so an agent flooding open/close notes cannot queue a
+   * transaction per note (unbounded memory, backups and stop waiting behind them).
+   */
+  persist(a: AgentRec): Promise<void> {
+    if (!this.byId.has(a.id) || !a.persisted) return Promise.resolve()
+    const waiting = this.queued.get(a)
+    if (waiting) return waiting
+    const p: Promise<void> = this.db
+      .tx(() => {
+        if (this.queued.get(a) === p) this.queued.delete(a)
+        return this.db.run('UPDATE agents SET generation = ?, open_disks = ?, epoch = ?, forgotten = ?, last_seen = ? WHERE id = ?', [
           a.generation,
           JSON.stringify(a.openDisks),
           a.epoch,
           a.forgotten ? 1 : 0,
           a.conn ? new Date().toISOString() : a.lastSeen,
           a.id,
-        ]),
+        ])
+      })
+      .then(
+        () => undefined,
+        (e: Error) => log(`agent ${a.id}: could not save its record: ${e.message}`, 'agent record not saved'),
       )
-      .catch((e: Error) => log(`agent ${a.id}: could not save its record: ${e.message}`))
+      .finally(() => {
+        if (this.queued.get(a) === p) this.queued.delete(a)
+      })
+    this.queued.set(a, p)
+    return p
   }
 
   info(a: AgentRec, missingDevices: string[] = []): AgentInfo {

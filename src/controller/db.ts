@@ -1,6 +1,6 @@
 // Promisified wrapper over one sqlite3 connection.
 // Invariant: transactions never interleave on the connection: tx() holds an
-// async mutex from BEGIN IMMEDIATE to COMMIT/ROLLBACK.
+// async mutex from BEGIN IMMEDIATE to COMMIT/ROLLBACK; a backup holds it too.
 
 import sqlite3 from 'sqlite3'
 import { Mutex } from './mutex'
@@ -115,8 +115,15 @@ export class Db {
     }
   }
 
-  /** Online copy to `dest` through SQLite's backup API (consistent even while commits go on). */
+  /**
+   * Online copy to `dest` through SQLite's backup API. Under the transaction lock: a step while
+   * this connection is inside another caller's BEGIN IMMEDIATE … COMMIT fails with SQLITE_BUSY.
+   */
   backup(dest: string): Promise<void> {
+    return this.txLock.run(() => this.backupNow(dest))
+  }
+
+  private backupNow(dest: string): Promise<void> {
     return new Promise((resolve, reject) => {
       const src = this.db as unknown as { backup(dest: string, cb: (err: Error | null) => void): SqliteBackup }
       const b = src.backup(dest, (err: Error | null) => {

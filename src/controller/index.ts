@@ -6,11 +6,12 @@
 
 import fs from 'node:fs'
 import path from 'node:path'
-import { spawnDetached, signalFailed, signalReady } from '../daemon'
+import { pidRunning, spawnDetached, signalFailed, signalReady } from '../daemon'
 import { VstorError, toVstorError } from '../errors'
 import { connect, formatHostPort, joinServers, listen, listenTls } from '../protocol/connection'
 import type { HelloHandler, ServerHandle, TcpAddress } from '../protocol/connection'
 import { readTlsDir } from '../protocol/tlsfiles'
+import { setReporter } from '../protocol/peer'
 import { Agents } from './agents'
 import type { Ctx } from './context'
 import { DeviceIo } from './devio'
@@ -18,7 +19,7 @@ import { onHello } from './handlers'
 import { registerKinds } from './jobs/kinds'
 import { Jobs } from './jobs/runner'
 import { loadState } from './load'
-import { log } from './log'
+import { flushLog, log } from './log'
 import { Outbox } from './outbox'
 import { dbFile, openDatabase } from './schema'
 import { Space } from './space'
@@ -32,6 +33,8 @@ export interface ControllerOptions {
   agentTimeoutMs?: number
   /** Also serve TCP with mutual TLS here (--listen HOST:PORT --tls-dir DIR). */
   listen?: TcpAddress
+  /** A client whose hello is not done this long after connecting is dropped (default 10 s). */
+  helloTimeoutMs?: number
 }
 
 /** Run in this process until stopped (SIGTERM/SIGINT or controller.stop). */
@@ -83,9 +86,10 @@ export async function runController(opts: ControllerOptions): Promise<void> {
     registerKinds(c.jobs)
     await c.jobs.load()
     c.jobs.resume() // before serving: a move fenced before a crash holds its range again first
+    setReporter(log) // per-connection trouble goes to the log, rate-limited
     const hello: HelloHandler = (h, conn) => onHello(c, h, conn)
-    server = await listen(opts.socket, hello)
-    if (opts.listen) server = joinServers(server, await listenTls({ ...opts.listen, log }, hello))
+    server = await listen(opts.socket, hello, { helloTimeoutMs: opts.helloTimeoutMs })
+    if (opts.listen) server = joinServers(server, await listenTls({ ...opts.listen, log, helloTimeoutMs: opts.helloTimeoutMs }, hello))
     c.space.kick()
     const tick = setInterval(() => c.outbox.refresh(c.refreshIntervalMs), Math.max(100, Math.min(c.refreshIntervalMs, 5_000)))
     const onSignal = (sig: string) => {
@@ -116,6 +120,7 @@ export async function runController(opts: ControllerOptions): Promise<void> {
       server = null
       removeSocket(opts.socket)
     })
+    flushLog()
     log('controller stopped')
   } catch (e) {
     const err = toVstorError(e)
@@ -151,14 +156,25 @@ export async function startControllerDetached(opts: ControllerOptions): Promise<
     await readTlsDir(opts.listen.tlsDir) // a missing or broken tls dir is the caller's mistake: say so here, exit 1
     args.push('--listen', formatHostPort(opts.listen.host, opts.listen.port), '--tls-dir', opts.listen.tlsDir)
   }
+  if (opts.helloTimeoutMs !== undefined) args.push('--hello-timeout', durationFlag(opts.helloTimeoutMs))
   fs.mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 })
-  return spawnDetached({ args, logFile: path.join(opts.dataDir, 'controller.log'), readyTimeoutMs: 15_000 })
+  // The log names devices, disks and agents: root only, like the database (an older 0644 one too).
+  const logFile = path.join(opts.dataDir, 'controller.log')
+  fs.closeSync(fs.openSync(logFile, 'a', 0o600))
+  fs.chmodSync(logFile, 0o600)
+  return spawnDetached({ args, logFile, readyTimeoutMs: 15_000 })
 }
 
-/** Ask the controller to stop and wait until its socket is gone (10 s). */
+/**
+ * Ask the controller to stop and wait until its process is gone (10 s): it closes the database
+ * after the socket, and a restore that copies a backup over vstor.db before that would be
+ * overwritten by the last checkpoint.
+ */
 export async function stopController(socket: string): Promise<void> {
   const { conn } = await connect(socket, { role: 'cli' })
+  let pid = 0
   try {
+    pid = (await conn.call('status', {}, { timeoutMs: 10_000 })).controller.pid
     await conn.call('controller.stop', {}, { timeoutMs: 10_000 })
   } catch (e) {
     if (!(e instanceof VstorError && e.code === 'CLOSED')) throw e
@@ -166,7 +182,7 @@ export async function stopController(socket: string): Promise<void> {
     conn.close()
   }
   const deadline = Date.now() + 10_000
-  while (fs.existsSync(socket)) {
+  while (fs.existsSync(socket) || (pid > 0 && pidRunning(pid))) {
     if (Date.now() > deadline) throw new VstorError('TIMEOUT', `the controller on ${socket} did not stop within 10 s`)
     await new Promise((r) => setTimeout(r, 50))
   }

@@ -10,7 +10,10 @@
 //   * server side: nothing but an error goes out before the hello reply (requests and notes
 //     the owner sends meanwhile are held), and the peer's requests are refused until then;
 //   * requests and notes arriving before a handler is registered wait one event-loop turn
-//     (so a client can register right after connect() resolves), then get UNKNOWN_METHOD.
+//     (so a client can register right after connect() resolves), then get UNKNOWN_METHOD;
+//   * server side: a peer whose hello is not answered within the hello timeout (it sent
+//     nothing, half a frame, or its hello is still pending) is dropped;
+//   * trouble no peer can be told about goes to `report` (the controller rate-limits it).
 
 import { EventEmitter } from 'node:events'
 import type net from 'node:net'
@@ -38,10 +41,19 @@ interface Pending {
   timer?: NodeJS.Timeout
 }
 
-/** A peer that says nothing this long after connecting is dropped. */
-const HELLO_WAIT_MS = 30_000
+/** A peer whose hello is not done this long after connecting is dropped (listen() may set another). */
+export const HELLO_TIMEOUT_MS = 10_000
 /** How long close() lets queued bytes drain before it destroys the socket. */
 const DRAIN_MS = 2_000
+
+/** Where connections report what they cannot answer; `key` groups lines that repeat (the controller rate-limits by it). */
+let reporter: (message: string, key: string) => void = (message) => void process.stderr.write(`vstor: ${message}\n`)
+export function setReporter(fn: (message: string, key: string) => void): void {
+  reporter = fn
+}
+export function report(message: string, key: string): void {
+  reporter(message, key)
+}
 
 const isId = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0
 
@@ -128,10 +140,15 @@ export class Connection extends EventEmitter {
   }
 
   /** @internal Server side: the first frame must be a hello, answered by onHello. */
-  serve(onHello: HelloHandler): void {
+  serve(onHello: HelloHandler, helloTimeoutMs = HELLO_TIMEOUT_MS): void {
     this.helloState = 'waiting'
-    const timer = setTimeout(() => this.helloState === 'waiting' && this.close(), HELLO_WAIT_MS)
+    const timer = setTimeout(() => {
+      if (this.helloState === 'done' || this._closed) return
+      report(`closing a connection: no hello within ${helloTimeoutMs} ms`, 'hello timeout')
+      this.close()
+    }, helloTimeoutMs)
     timer.unref()
+    void this.socketClosed.then(() => clearTimeout(timer))
     this.onHello = onHello
   }
 
@@ -189,7 +206,7 @@ export class Connection extends EventEmitter {
 
   /** Drop the connection because of what the peer sent; it cannot be answered. */
   private refuse(err: VstorError): void {
-    process.stderr.write(`vstor: closing a connection: ${err.message}\n`)
+    report(`closing a connection: ${err.message}`, 'closing a connection')
     this.close()
   }
 
@@ -219,7 +236,7 @@ export class Connection extends EventEmitter {
       try {
         this.dispatch(frame.header, frame.payload)
       } catch (e) {
-        process.stderr.write(`vstor: internal error while handling a frame: ${String(e)}\n`)
+        report(`internal error while handling a frame: ${String(e)}`, 'internal error in a frame')
         this.close()
       }
     }
@@ -287,7 +304,7 @@ export class Connection extends EventEmitter {
       out = await this.requestHandler(method, params, payload, this)
     } catch (e) {
       if (!(e instanceof VstorError))
-        process.stderr.write(`vstor: internal error in '${method}': ${e instanceof Error ? e.stack : String(e)}\n`)
+        report(`internal error in '${method}': ${e instanceof Error ? e.stack : String(e)}`, `internal error in ${method}`)
       return this.replyError(id, toVstorError(e))
     }
     if (out instanceof Reply) this.reply(id, out.result, out.payload)
@@ -298,7 +315,7 @@ export class Connection extends EventEmitter {
     try {
       this.noteHandler?.(method, params, this)
     } catch (e) {
-      process.stderr.write(`vstor: error in note '${method}': ${e instanceof Error ? e.stack : String(e)}\n`)
+      report(`error in note '${method}': ${e instanceof Error ? e.stack : String(e)}`, `error in note ${method}`)
     }
   }
 
@@ -323,7 +340,8 @@ export class Connection extends EventEmitter {
       this.helloState = 'done'
       for (const [head, payload] of this.held.splice(0)) this.send(head, payload)
     } catch (e) {
-      if (!(e instanceof VstorError)) process.stderr.write(`vstor: internal error in hello: ${e instanceof Error ? e.stack : String(e)}\n`)
+      if (!(e instanceof VstorError))
+        report(`internal error in hello: ${e instanceof Error ? e.stack : String(e)}`, 'internal error in hello')
       this.replyError(id, toVstorError(e))
       this.close()
     }

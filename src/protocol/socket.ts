@@ -13,7 +13,7 @@ import { PROTOCOL_VERSION } from '../config'
 import { VstorError } from '../errors'
 import { isTcp, type ControllerAddress } from './address'
 import type { Hello, HelloReply } from './messages'
-import { Connection, type HelloHandler } from './peer'
+import { Connection, report, type HelloHandler } from './peer'
 import { connectTls } from './tls'
 import { validateHelloReply } from './validate'
 
@@ -111,7 +111,7 @@ async function clearStale(socketPath: string): Promise<void> {
   )
 }
 
-export async function listen(socketPath: string, onHello: HelloHandler): Promise<ServerHandle> {
+export async function listen(socketPath: string, onHello: HelloHandler, opts: { helloTimeoutMs?: number } = {}): Promise<ServerHandle> {
   checkSocketPath(socketPath)
   await fs.mkdir(path.dirname(socketPath), { recursive: true, mode: 0o755 })
   await clearStale(socketPath)
@@ -120,7 +120,7 @@ export async function listen(socketPath: string, onHello: HelloHandler): Promise
     const conn = new Connection(socket)
     conns.add(conn)
     conn.once('close', () => conns.delete(conn))
-    conn.serve(onHello)
+    conn.serve(onHello, opts.helloTimeoutMs)
   })
   await new Promise<void>((resolve, reject) => {
     server.once('error', (e: NodeJS.ErrnoException) =>
@@ -134,7 +134,7 @@ export async function listen(socketPath: string, onHello: HelloHandler): Promise
   })
   // Accept errors (EMFILE…) must not crash the controller.
   server.removeAllListeners('error')
-  server.on('error', (e) => process.stderr.write(`vstor: socket server error: ${e.message}\n`))
+  server.on('error', (e) => report(`socket server error: ${e.message}`, 'socket server error'))
   await fs.chmod(socketPath, 0o600)
   const ino = (await fs.lstat(socketPath)).ino
   let closing: Promise<void> | null = null

@@ -95,7 +95,10 @@ function listenError(e: NodeJS.ErrnoException, where: string, host: string): Vst
 }
 
 /** The controller's TLS listener. Each accepted connection is served with onHello, like the socket's. */
-export async function listenTls(opts: TcpAddress & { log?: (line: string) => void }, onHello: HelloHandler): Promise<TlsServerHandle> {
+export async function listenTls(
+  opts: TcpAddress & { log?: (line: string) => void; helloTimeoutMs?: number },
+  onHello: HelloHandler,
+): Promise<TlsServerHandle> {
   const log = opts.log ?? ((line: string) => void process.stderr.write(`vstor: ${line}\n`))
   const where = formatHostPort(opts.host, opts.port)
   const files = await readTlsDir(opts.tlsDir)
@@ -134,7 +137,7 @@ export async function listenTls(opts: TcpAddress & { log?: (line: string) => voi
     const conn = new Connection(socket, { peerName: name })
     conns.add(conn)
     conn.once('close', () => conns.delete(conn))
-    conn.serve(onHello)
+    conn.serve(onHello, opts.helloTimeoutMs)
   })
   server.on('tlsClientError', (e: Error, socket: tls.TLSSocket) =>
     log(`tls: handshake with ${remote(socket)} failed: ${handshakeFailure(e)}`),

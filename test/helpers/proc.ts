@@ -21,6 +21,8 @@ export interface ShOptions {
   env?: NodeJS.ProcessEnv
   cwd?: string
   input?: string | Buffer
+  /** Leave the child's stdin open for the caller to write (spawnBg only). */
+  stdinOpen?: boolean
 }
 
 export const DEFAULT_TIMEOUT_MS = 120_000
@@ -40,7 +42,7 @@ export function spawnBg(cmd: string, args: string[], opts: ShOptions = {}): Back
   child.stderr?.on('data', (b: Buffer) => err.push(b))
   child.stdin?.on('error', () => {})
   if (opts.input !== undefined) child.stdin?.end(opts.input)
-  else child.stdin?.end()
+  else if (!opts.stdinOpen) child.stdin?.end()
   const done = new Promise<ShResult>((resolve) => {
     let timer: NodeJS.Timeout | undefined
     if (opts.timeoutMs !== 0) {
