@@ -49,7 +49,7 @@ interface Chunk {
   fencedAt: number
 }
 export interface MoveCheckpoint {
-  cursor: number
+  cursor?: number
   chunk?: Chunk
 }
 
@@ -97,7 +97,8 @@ export async function moveStep(
   if (!cp.chunk) {
     const r = await state.lock.run(async () => {
       const disk = liveDisk(ctx, task)
-      const e = disk.table.slice(Math.max(cp.cursor, task.start), task.end).find((x) => needsMove(x, task))
+      // a fresh job's checkpoint is {}: it starts at the task's start
+      const e = disk.table.slice(Math.max(cp.cursor ?? task.start, task.start), task.end).find((x) => needsMove(x, task))
       if (!e) return 'done' as const
       const start = e.vstart
       const end = Math.min(e.vstart + e.length, start + CHUNK)
