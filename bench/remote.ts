@@ -4,7 +4,8 @@
 //
 // Invariants:
 //   * each section runs against its own controller process (`vstor controller start`, a real
-//     daemon) on its own temp dir, stopped and removed before the section returns;
+//     daemon) on its own temp dir, stopped and removed before the section returns (killed if
+//     this process exits first);
 //   * simulated agents are protocol clients in this process (role 'agent') that answer every push
 //     at once: they measure the controller and the transport, not an agent's table work;
 //   * every time is performance.now() of this process; a sample is one change (or fault) from
@@ -92,7 +93,7 @@ class Ctl {
   cli!: Connection
   tcp: ControllerAddress | null = null
   clientTls = ''
-  private pid = 0
+  pid = 0
 
   constructor(readonly dir: string) {
     this.socket = path.join(dir, 'run', 'vstor.sock')
@@ -150,10 +151,16 @@ class Ctl {
 
 async function withController<T>(tls: boolean, fn: (c: Ctl) => Promise<T>): Promise<T> {
   const c = new Ctl(await fs.promises.mkdtemp(path.join(os.tmpdir(), 'vstor-bench-remote-')))
+  // interrupted (bench/run.ts exits on SIGINT after its own cleanup): the daemon must not outlive us
+  const onExit = (): void => {
+    if (c.pid && pidAlive(c.pid)) process.kill(c.pid, 'SIGKILL')
+  }
+  process.on('exit', onExit)
   try {
     await c.start(tls)
     return await fn(c)
   } finally {
+    process.off('exit', onExit)
     await c.stop()
     await fs.promises.rm(c.dir, { recursive: true, force: true })
   }
