@@ -92,7 +92,10 @@ test('an nbdkit LUN in namespace C: added through nbdfuse on host A, found by la
     await qemuIoOk(img, ['write -P 0x5a 4k 4k', 'flush', 'read -P 0 0 4k', 'read -P 0x5a 4k 4k', `read -P 0 8k ${MiB - 8192}`])
     const first = (await v.diskMap('vm')).extents.find((e) => e.offset === 0)
     assert.equal(first?.device, 'lun')
-    assert.ok(readAt(backing, (first?.deviceOffset ?? 0) + 4096, 4096).equals(Buffer.alloc(4096, 0x5a)), "the bytes are in C's file")
+    const at = first?.deviceOffset ?? 0
+    assert.ok(readAt(backing, at + 4096, 4096).equals(Buffer.alloc(4096, 0x5a)), "the bytes are in C's file")
+    // C's file held 0xee there: the controller zeroed the unit through its own path before mapping it
+    assert.ok(readAt(backing, at + 8192, MiB - 8192).equals(Buffer.alloc(MiB - 8192)), "C's file is zero around them")
 
     const loop = await v.losetupAttach(img)
     const fio = await sh(
