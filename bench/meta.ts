@@ -1,5 +1,6 @@
 // Metadata micro-benchmarks: table lookups, full table push over the socket, thin first-write
-// fault round trip, and controller request latency.
+// fault round trip, controller request latency, and (bench/remote.ts) push fan-out to many agents
+// and the fault round trip over TLS.
 //
 // Invariants:
 //   * each section is independent: a failure is recorded as { error } in its slot and the others
@@ -14,6 +15,7 @@ import { LABEL_AREA, PROTOCOL_VERSION, UNIT } from '../src/config'
 import { connect, listen, type Connection } from '../src/protocol/connection'
 import { Table, type Extent } from '../src/table/table'
 import { run, runUnitWrites } from './fio'
+import { runRemote, type RemoteResult } from './remote'
 import { runTableBench, type TableBench } from './table'
 import { median, percentile } from './report'
 import { VSTOR_BIN, type Vstor } from './targets'
@@ -49,6 +51,8 @@ export interface MetaResult {
   push: PushResult | Failed
   fault: FaultResult | Failed
   cli: CliResult | Failed
+  /** Push fan-out and fault round trip over TLS (bench/remote.ts); absent in older results. */
+  remote?: RemoteResult | Failed
 }
 
 async function attempt<T>(what: string, fn: () => Promise<T>): Promise<T | Failed> {
@@ -183,5 +187,6 @@ export async function runMeta({ vstor, quick }: MetaOptions): Promise<MetaResult
   const push = await attempt('1M-extent table push', () => pushBench(2 ** 20, quick ? 2 : 3))
   const fault = vstor ? await attempt('thin first-write fault round trip', () => faultBench(vstor, quick ? 100 : 200)) : noVstor
   const cli = vstor ? await attempt('controller request latency', () => cliBench(vstor, quick ? 100 : 500)) : noVstor
-  return { table, push, fault, cli }
+  const remote = await attempt('push fan-out to 1/10/100 agents, fault round trip over TLS and the socket', () => runRemote(quick))
+  return { table, push, fault, cli, remote }
 }

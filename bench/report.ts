@@ -8,6 +8,7 @@ import path from 'node:path'
 import type { JobSpec, VerifyResult } from './fio'
 import type { MetaResult } from './meta'
 import { movesLines, type MovesResult } from './moves'
+import type { Dist, RemoteResult } from './remote'
 import type { TargetKey } from './targets'
 
 /** Median; the mean of the middle two for an even count. */
@@ -153,6 +154,7 @@ export function metaLines(meta: MetaResult | null): string[] {
       `thin first-write 4k (${f.writes} writes, each a new unit): p50 ${fmt(f.p50us / 1000, 3)} ms, p99 ${fmt(f.p99us / 1000, 3)} ms ` +
         `(mapped baseline p50 ${fmt(f.mappedP50us / 1000, 3)} ms, p99 ${fmt(f.mappedP99us / 1000, 3)} ms) — target p50 < 2 ms: ${f.p50us < 2000 ? 'met' : 'MISSED'}`,
     )
+  out.push(...remoteLines(meta.remote))
   const c = meta.cli
   if (failed(c)) out.push(`controller request latency: FAILED (${c.error})`)
   else
@@ -161,6 +163,29 @@ export function metaLines(meta: MetaResult | null): string[] {
         `'vstor disk list' process: median ${fmt(c.diskListMedianMs, 0)} ms of 5`,
     )
   return out
+}
+
+const ms = (d: Dist): string => `p50 ${d.p50.toFixed(2)} ms, p99 ${d.p99.toFixed(2)} ms`
+
+export function remoteLines(r: RemoteResult | { error: string } | undefined): string[] {
+  if (!r) return []
+  if ('error' in r) return [`remote (fan-out, fault over TLS): FAILED (${r.error})`]
+  const at100 = r.fanout.find((p) => p.agents === 100)
+  const lines = r.fanout.map(
+    (p) =>
+      `push fan-out to ${p.agents} agent${p.agents === 1 ? '' : 's'} (${p.changes} changes): until the last ack ${ms(p.lastAck)}; ` +
+      `push to last ack ${ms(p.spread)}`,
+  )
+  if (at100)
+    lines.push(
+      `  target: 100 agents acked < 50 ms at p99: ${at100.lastAck.p99 < 50 ? 'met' : 'MISSED'} (${at100.lastAck.p99.toFixed(2)} ms)`,
+    )
+  const f = r.faults
+  lines.push(
+    `fault round trip (${f.unix.faults} first writes each): unix socket ${ms(f.unix.fault)}, TLS ${ms(f.tls.fault)}; ` +
+      `bare request unix ${ms(f.unix.request)}, TLS ${ms(f.tls.request)}; TLS/unix at p50 ${(f.tls.fault.p50 / f.unix.fault.p50).toFixed(2)}`,
+  )
+  return lines
 }
 
 export function printReport(res: BenchResult): void {
