@@ -5,6 +5,7 @@
 //   discard(fd, offset, length, cb)           ioctl BLKDISCARD (block devices; does not promise zeros)
 //   blockSize64(fd) -> number                 ioctl BLKGETSIZE64 (sync)
 //   seekData(fd, offset) / seekHole(fd, offset) -> number   lseek SEEK_DATA / SEEK_HOLE (sync; -1 for ENXIO)
+//   dropCache(fd, offset, length)                          posix_fadvise DONTNEED (sync; length 0: to the end)
 //   checkOffset(value) -> bigint              the argument check offsets go through (for tests)
 //
 // Invariants:
@@ -246,6 +247,24 @@ static napi_value seek(napi_env env, napi_callback_info info, int whence) {
 static napi_value js_seek_data(napi_env env, napi_callback_info info) { return seek(env, info, SEEK_DATA); }
 static napi_value js_seek_hole(napi_env env, napi_callback_info info) { return seek(env, info, SEEK_HOLE); }
 
+// posix_fadvise(POSIX_FADV_DONTNEED): drop this host's clean cached pages of the range (length 0:
+// to the end), so the next read goes to the device; another host may have written it. Synchronous:
+// it does not wait for I/O (dirty pages are skipped: sync first).
+static napi_value js_drop_cache(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  int fd;
+  int64_t offset, length;
+  if (!get_args(env, info, 3, argv) || !get_int(env, argv[0], "fd", &fd) || !get_offset(env, argv[1], "offset", &offset) ||
+      !get_offset(env, argv[2], "length", &length))
+    return NULL;
+  int e = posix_fadvise(fd, (off_t)offset, (off_t)length, POSIX_FADV_DONTNEED);
+  if (e != 0) {
+    napi_throw(env, errno_error(env, e, "posix_fadvise(DONTNEED)"));
+    return NULL;
+  }
+  return NULL;
+}
+
 static napi_value js_check_offset(napi_env env, napi_callback_info info) {
   napi_value argv[1], out;
   int64_t offset;
@@ -271,6 +290,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"seekData", NULL, js_seek_data, NULL, NULL, NULL, napi_enumerable, NULL},
       {"seekHole", NULL, js_seek_hole, NULL, NULL, NULL, napi_enumerable, NULL},
       {"checkOffset", NULL, js_check_offset, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"dropCache", NULL, js_drop_cache, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof fns / sizeof fns[0], fns);
   set_int(env, exports, "FALLOC_FL_KEEP_SIZE", FALLOC_FL_KEEP_SIZE);

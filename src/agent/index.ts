@@ -97,6 +97,8 @@ async function serve(opts: AgentOptions): Promise<void> {
     io: opts.io ?? 'sync',
     scan: opts.scan ?? DEFAULT_SCAN,
     onMissing: (uuids) => link.setMissing(uuids),
+    // on another host than the controller, devices are shared between hosts' page caches
+    coherent: opts.controller !== undefined,
   })
   link.on('failed', (what: string) => log(what))
   link.on('disconnected', () => log('lost the controller; serving mapped I/O, reconnecting'))

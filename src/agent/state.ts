@@ -16,6 +16,7 @@
 import { VstorError } from '../errors'
 import type { ControllerToAgentMethods, DiscardReply, Fault, FaultReply } from '../protocol/messages'
 import { Table } from '../table/table'
+import { settleAll, settleChange } from './coherence'
 import { DeviceSet, type DeviceOptions } from './devices'
 import { DiskIO, type DiskContext } from './io'
 import type { Store } from './store'
@@ -35,6 +36,8 @@ export interface StateOptions extends Partial<DeviceOptions> {
   log?(msg: string): void
   /** The set of missing devices changed (the link tells the controller). */
   onMissing?(uuids: string[]): void
+  /** Devices are shared with other hosts (a remote agent): keep this host's page cache honest, see coherence.ts. */
+  coherent?: boolean
 }
 
 /** Hooks a front end registers to follow table changes (the libfuse 3 native mapped path). */
@@ -101,6 +104,7 @@ export class AgentState implements DiskContext {
       if (p.durable < p.generation) disk.lazyGen = Math.max(disk.lazyGen, p.generation)
     }
     for (const name of [...this.disks.keys()]) if (!seen.has(name)) await this.remove(name)
+    if (this.opts.coherent) await settleAll(this.devices.ids().map((id) => this.devices.get(id)!))
     this.devices.retain(p.devices)
     this.durable = Math.max(this.durable, p.durable)
     this.generation = p.generation
@@ -116,7 +120,9 @@ export class AgentState implements DiskContext {
     const release = await disk.gate.quiesce(p.start, p.end)
     try {
       await this.listener?.block(disk, p.start, p.end)
+      const before = this.opts.coherent ? disk.table.slice(p.start, p.end) : null
       disk.table.apply({ start: p.start, end: p.end, extents }, p.generation)
+      if (before) await settleChange((id) => this.store(id), before, extents)
       if (p.lazy) disk.lazyGen = Math.max(disk.lazyGen, p.generation)
       this.generation = p.generation
       this.listener?.applied(disk, p.start, p.end)
@@ -196,6 +202,7 @@ export class AgentState implements DiskContext {
       await this.listener?.block(disk, 0, disk.size)
       disk.removed = true
       this.listener?.removed(disk)
+      if (this.opts.coherent) await settleChange((id) => this.store(id), disk.table.all(), [])
     } finally {
       release()
     }

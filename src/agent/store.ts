@@ -25,6 +25,8 @@ export interface Store {
   close(): void | Promise<void>
   /** Zero [pos, pos+len) (fallocate/discard of a thick disk); optional: without it the loop writes zeros. */
   zero?(pos: number, len: number): Promise<void>
+  /** Forget this host's cached pages of the range (another host may write the device); optional. */
+  dropCache?(pos: number, len: number): void
 }
 
 /** Errno name and negative number for an I/O error (EIO when unknown). */

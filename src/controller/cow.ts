@@ -24,6 +24,7 @@ import { Flag, NO_DEVICE, type Extent } from '../table/table'
 import type { Piece } from './allocator'
 import type { AgentRec } from './agents'
 import { busyAt, markBusy, type Ctx } from './context'
+import { readFresh } from './devio'
 import { log } from './log'
 import { isEmpty, type DiskRec } from './state'
 
@@ -74,7 +75,7 @@ export async function writeProtected(
         if (!isEmpty(change)) ctx.outbox.update(disk, change, gen, true)
         return { kind: 'ack', gen }
       }
-      const pieces = state.alloc.allocate(copyBytes, state.allocatable())
+      const pieces = state.alloc.allocate(copyBytes, state.poolFor(disk, agent.missing))
       state.alloc.take(pieces)
       return { kind: 'copy', disk, start, end, old, pieces, finish: markBusy(ctx, disk.uid, start, end) }
     })
@@ -110,7 +111,7 @@ async function copyOnWrite(ctx: Ctx, p: Extract<CowPlan, { kind: 'copy' }>): Pro
       const dst = await ctx.io.get(state.devices.get(to.device)!)
       for (let done = 0; done < from.length; done += UNIT) {
         const b = buf.subarray(0, Math.min(UNIT, from.length - done))
-        await src.readAt(b, from.pstart + done)
+        await readFresh(src, b, from.pstart + done)
         await dst.writeAt(b, to.pstart + done)
       }
       if (!synced.has(to.device)) synced.add(to.device)

@@ -35,3 +35,9 @@ export class DeviceIo {
     await Promise.all([...this.open.keys()].map((id) => this.drop(id)))
   }
 }
+
+/** Read what the device holds now, not this host's cached copy: an agent on another host may have written it. */
+export function readFresh(dev: Device, buf: Buffer, pos: number): Promise<void> {
+  dev.dropCache(pos, buf.length)
+  return dev.readAt(buf, pos)
+}

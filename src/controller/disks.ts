@@ -65,7 +65,10 @@ export async function diskCreate(
   if (params.zero && params.thin) throw new VstorError('BAD_ARGUMENT', '--zero is for thick disks; thin disks read zeros until written')
   const pieces = await state.lock.run(async () => {
     if (state.disks.has(name) || creating.has(name)) throw new VstorError('EXISTS', `a disk named '${name}' exists already`)
-    if (params.thin) return []
+    if (params.thin) {
+      if (params.devices) state.allocatable(params.devices) // names checked now, used at first writes
+      return []
+    }
     const p = state.alloc.allocate(size, state.allocatable(params.devices))
     state.alloc.take(p)
     creating.add(name)
@@ -90,8 +93,11 @@ export async function diskCreate(
     creating.delete(name)
     const extents = params.thin ? [{ vstart: 0, length: size, device: NO_DEVICE, pstart: 0, flags: Flag.Zero }] : extentsOn(pieces)
     const dirty = pieces.filter((p) => p.dirty)
+    // a disk made with --device keeps taking space (thin first writes, growth) from those devices only
+    const devices = params.devices?.length ? params.devices.map((n) => state.deviceByName(n).id) : null
     const disk = await state
       .createDisk(name, size, !!params.thin, extents, {
+        devices,
         extra: async () => {
           for (const p of dirty) await trimDirty(state, p.device, p.pstart, p.pstart + p.length)
         },

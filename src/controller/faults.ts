@@ -84,7 +84,7 @@ async function unallocated(ctx: Ctx, f: Fault, agent: AgentRec): Promise<FaultRe
       if (zeroBytes === 0) return { kind: 'mapped', gen: disk.table.generation }
       let pieces: Piece[]
       try {
-        pieces = state.alloc.allocate(zeroBytes, state.allocatable())
+        pieces = state.alloc.allocate(zeroBytes, state.poolFor(disk, agent.missing))
       } catch (e) {
         if (e instanceof VstorError && e.code === 'NO_SPACE') return { kind: 'nospace' }
         throw e

@@ -78,6 +78,7 @@ export async function loadState(db: Db): Promise<State> {
       table,
       origin: r.origin === null || r.origin === undefined ? null : String(r.origin),
       readonly: Number(r.readonly) !== 0,
+      devices: typeof r.devices === 'string' ? (JSON.parse(r.devices) as number[]) : null,
     })
   }
 

@@ -44,7 +44,7 @@ export async function diskResize(ctx: Ctx, params: { name: string; size: number;
       return { disk, pieces: [] as Piece[] }
     }
     if (disk.thin) return { disk, pieces: [] as Piece[] }
-    const pieces = state.alloc.allocate(size - disk.size, state.allocatable())
+    const pieces = state.alloc.allocate(size - disk.size, state.poolFor(disk))
     state.alloc.take(pieces)
     return { disk, pieces }
   })

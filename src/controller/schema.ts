@@ -41,6 +41,7 @@ export const MIGRATIONS: string[] = [
    UPDATE disks SET uid = lower(hex(randomblob(16)));
    ALTER TABLE disks ADD COLUMN origin TEXT;
    ALTER TABLE disks ADD COLUMN readonly INTEGER NOT NULL DEFAULT 0;
+   ALTER TABLE disks ADD COLUMN devices TEXT;
    ALTER TABLE devices ADD COLUMN state TEXT NOT NULL DEFAULT 'active';
    CREATE TABLE agents (
      id TEXT PRIMARY KEY, mountpoint TEXT NOT NULL, epoch INTEGER NOT NULL, generation INTEGER NOT NULL,

@@ -57,8 +57,18 @@ async function share(ctx: Ctx, source: string, name: string, readonly: boolean):
       }
       id = (
         await state.db.run(
-          'INSERT INTO disks (name, size, thin, generation, created_at, uid, origin, readonly) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
-          [name, src.size, src.thin ? 1 : 0, gen, createdAt, uid, src.uid, readonly ? 1 : 0],
+          'INSERT INTO disks (name, size, thin, generation, created_at, uid, origin, readonly, devices) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+          [
+            name,
+            src.size,
+            src.thin ? 1 : 0,
+            gen,
+            createdAt,
+            uid,
+            src.uid,
+            readonly ? 1 : 0,
+            src.devices ? JSON.stringify(src.devices) : null,
+          ],
         )
       ).lastID
       await state.db.run(
@@ -72,7 +82,18 @@ async function share(ctx: Ctx, source: string, name: string, readonly: boolean):
     state.refs.apply(refs)
     if (change) src.table.apply(change, gen)
     table.generation = gen
-    const disk: DiskRec = { id, uid, name, size: src.size, thin: src.thin, createdAt, table, origin: src.uid, readonly }
+    const disk: DiskRec = {
+      id,
+      uid,
+      name,
+      size: src.size,
+      thin: src.thin,
+      createdAt,
+      table,
+      origin: src.uid,
+      readonly,
+      devices: src.devices,
+    }
     state.disks.set(name, disk)
     state.generation = gen
     state.durable = gen

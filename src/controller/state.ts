@@ -50,6 +50,8 @@ export interface DiskRec {
   table: Table
   origin: string | null
   readonly: boolean
+  /** Device ids this disk's space may come from (`disk create --device`); null: any. */
+  devices: number[] | null
 }
 export interface QEntry extends Span {
   generation: number
@@ -118,6 +120,22 @@ export class State {
   deviceByName(name: string): DeviceRec {
     for (const d of this.devices.values()) if (d.name === name) return d
     throw new VstorError('NOT_FOUND', `no device named '${name}'; see \`vstor device list\``)
+  }
+
+  /**
+   * Devices new space for this disk may come from, for the agent that asks: the disk's own list
+   * (or every healthy, active device), without the devices that agent cannot see when others remain.
+   */
+  poolFor(disk: DiskRec, missing: string[] = []): number[] {
+    const ids = disk.devices
+      ? disk.devices.filter((id) => {
+          const d = this.devices.get(id)
+          return d && d.health === 'ok' && d.state === 'active'
+        })
+      : this.allocatable()
+    const lacking = new Set(missing)
+    const seen = ids.filter((id) => !lacking.has(this.devices.get(id)?.uuid ?? ''))
+    return seen.length > 0 ? seen : ids
   }
 
   /** Ids of devices new space may come from: healthy, not evacuating, optionally restricted by name. */
@@ -331,7 +349,7 @@ export class State {
     size: number,
     thin: boolean,
     extents: Extent[],
-    opts: { extra?: () => Promise<void>; origin?: string | null; readonly?: boolean } = {},
+    opts: { extra?: () => Promise<void>; origin?: string | null; readonly?: boolean; devices?: number[] | null } = {},
   ): Promise<DiskRec> {
     const createdAt = new Date().toISOString()
     const uid = crypto.randomUUID().replace(/-/g, '')
@@ -343,15 +361,36 @@ export class State {
       gen = await this.bumpGeneration()
       id = (
         await this.db.run(
-          'INSERT INTO disks (name, size, thin, generation, created_at, uid, origin, readonly) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
-          [name, size, thin ? 1 : 0, gen, createdAt, uid, opts.origin ?? null, opts.readonly ? 1 : 0],
+          'INSERT INTO disks (name, size, thin, generation, created_at, uid, origin, readonly, devices) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+          [
+            name,
+            size,
+            thin ? 1 : 0,
+            gen,
+            createdAt,
+            uid,
+            opts.origin ?? null,
+            opts.readonly ? 1 : 0,
+            opts.devices ? JSON.stringify(opts.devices) : null,
+          ],
         )
       ).lastID
       await this.insertExtents(id, table.all())
       if (opts.extra) await opts.extra()
     })
     table.generation = gen
-    const disk: DiskRec = { id, uid, name, size, thin, createdAt, table, origin: opts.origin ?? null, readonly: !!opts.readonly }
+    const disk: DiskRec = {
+      id,
+      uid,
+      name,
+      size,
+      thin,
+      createdAt,
+      table,
+      origin: opts.origin ?? null,
+      readonly: !!opts.readonly,
+      devices: opts.devices ?? null,
+    }
     this.disks.set(name, disk)
     this.generation = gen
     this.durable = gen

@@ -23,6 +23,8 @@ export interface Blkio {
   seekData(fd: number, offset: number): number
   /** lseek SEEK_HOLE: the next hole at or after offset (EOF counts), -1 past EOF (ENXIO). */
   seekHole(fd: number, offset: number): number
+  /** posix_fadvise(DONTNEED), synchronous: this host's clean cached pages of the range go (length 0: to the end). */
+  dropCache(fd: number, offset: number, length: number): void
   /** The addon's offset check, exposed for tests: the value as the C side received it. */
   checkOffset(value: unknown): bigint
 }

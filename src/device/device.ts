@@ -45,6 +45,12 @@ export interface Device {
   discard(pos: number, len: number): Promise<void>
   /** Reserve host space without changing contents (files: fallocate(KEEP_SIZE); block: no-op). */
   reserve(pos: number, len: number): Promise<void>
+  /**
+   * Forget this host's cached pages of [pos, pos+len) (len 0: to the end), so the next read goes to
+   * the device: another host may have written it (a shared LUN). Clean pages only: sync first.
+   * A no-op without native/blkio.
+   */
+  dropCache(pos: number, len: number): void
   sync(cb: IoCallback): void // fdatasync
   syncP(): Promise<void>
   /** Requests started and not yet called back. */
@@ -112,6 +118,7 @@ export class FdDevice implements Device {
   private drained: (() => void) | null = null
   private readonly inlineIO: boolean
   private readonly space: Space
+  private readonly blk: Blkio | null
 
   constructor(
     readonly path: string,
@@ -126,6 +133,7 @@ export class FdDevice implements Device {
     this.inlineIO = mode === 'sync'
     this.space = new Space(path, kind, blk)
     this.native = blk !== null
+    this.blk = blk
   }
 
   /** Whether zero/discard/reserve (and block sizes) go through native/blkio. */
@@ -181,6 +189,15 @@ export class FdDevice implements Device {
 
   reserve(pos: number, len: number): Promise<void> {
     return this.ranged('reserve', pos, len, (fd) => this.space.reserve(fd, pos, len))
+  }
+
+  dropCache(pos: number, len: number): void {
+    if (this.closing || !this.blk) return
+    try {
+      this.blk.dropCache(this.fdNum, pos, len)
+    } catch {
+      // advice only: a device that refuses it keeps its cache
+    }
   }
 
   close(): Promise<void> {

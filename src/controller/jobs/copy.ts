@@ -17,6 +17,7 @@ import { MiB } from '../../size'
 import type { Extent } from '../../table/table'
 import type { Piece } from '../allocator'
 import type { Ctx } from '../context'
+import { readFresh } from '../devio'
 
 /** Bytes read and written per request. */
 const SEGMENT = 1 * MiB
@@ -88,7 +89,7 @@ export async function copyChunk(ctx: Ctx, orig: Extent[], dest: Piece[]): Promis
     for (const s of segs) {
       const b = data.subarray(at, at + s.length)
       at += s.length
-      await (await dev(s.src)).readAt(b, s.srcPos)
+      await readFresh(await dev(s.src), b, s.srcPos)
       await writing
       writing = (await dev(s.dst)).writeAt(b, s.dstPos)
     }
@@ -119,10 +120,10 @@ export async function updateChunk(ctx: Ctx, orig: Extent[], dest: Piece[], prev:
     let t: Buffer
     if (read) {
       t = read.subarray(0, s.length)
-      await Promise.all([(await dev(s.src)).readAt(b, s.srcPos), dst.readAt(t, s.dstPos)])
+      await Promise.all([readFresh(await dev(s.src), b, s.srcPos), readFresh(dst, t, s.dstPos)])
     } else {
       t = prev!.subarray(at, at + s.length)
-      await (await dev(s.src)).readAt(b, s.srcPos)
+      await readFresh(await dev(s.src), b, s.srcPos)
     }
     at += s.length
     for (let i = 0; i < s.length;) {
