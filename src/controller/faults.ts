@@ -52,7 +52,7 @@ export async function handleFault(ctx: Ctx, f: Fault, conn: Connection): Promise
       return { action: 'deny', reason: 'no mapping', errno: 'EIO' }
     case 'write-protected':
       // a move holding the range lets it through after its switch; shared units are copied; an admin's no-write is EROFS
-      return writeProtected(ctx, f, agent, (gen) => ackedRetry(ctx, agent, gen))
+      return writeProtected(ctx, f, agent, (gen) => ackedRetry(ctx, agent, gen, f.disk))
     case 'unallocated':
       return unallocated(ctx, f, agent)
     case 'device-error':
@@ -96,7 +96,7 @@ async function unallocated(ctx: Ctx, f: Fault, agent: AgentRec): Promise<FaultRe
       await plan.done
       continue
     }
-    if (plan.kind === 'mapped') return ackedRetry(ctx, agent, plan.gen)
+    if (plan.kind === 'mapped') return ackedRetry(ctx, agent, plan.gen, f.disk)
     if (plan.kind === 'alloc') {
       try {
         return await allocate(ctx, plan, agent)
@@ -156,7 +156,7 @@ async function allocate(ctx: Ctx, p: Extract<Plan, { kind: 'alloc' }>, agent: Ag
     return g
   })
   if (gen === null) return { action: 'retry', reason: 'the range changed; fault again if still needed' }
-  return ackedRetry(ctx, agent, gen)
+  return ackedRetry(ctx, agent, gen, p.disk.name)
 }
 
 /** Make every piece read zeros with host space behind it: dirty ones are zeroed, clean ones reserved. */
@@ -196,16 +196,17 @@ function spread(old: Extent[], pieces: Piece[]): Extent[] {
 }
 
 /** Retry once the agent has a table at or after gen (outside the lock). */
-async function ackedRetry(ctx: Ctx, agent: AgentRec, gen: number): Promise<FaultReply> {
+async function ackedRetry(ctx: Ctx, agent: AgentRec, gen: number, disk: string): Promise<FaultReply> {
   try {
     await ctx.outbox.acked(gen, { who: [agent], timeoutMs: ctx.agentTimeoutMs, what: 'fault retry' })
   } catch {
     if (agent.conn && !agent.conn.closed && !agent.loading) ctx.outbox.load(agent, 'fault retry needs the new table')
     return { action: 'fail', reason: 'the agent did not take the table change', errno: 'EIO' }
   }
-  // The write must not complete while another connected agent still reads the old place (zeros,
-  // a shared unit, a moved chunk's old copy): wait for them too, but never longer than the timeout.
-  const others = ctx.agents.connected().filter((a) => a !== agent && a.inSync)
+  // The write must not complete while another agent that has the disk open still reads the old
+  // place (zeros, a shared unit, a moved chunk's old copy): wait for those too, never longer than the
+  // timeout. Agents without the disk open are not waited for, so a stalled host slows only its own disks.
+  const others = ctx.agents.connected().filter((a) => a !== agent && a.inSync && a.openDisks.includes(disk))
   await ctx.outbox
     .acked(gen, { who: others, timeoutMs: ctx.agentTimeoutMs, what: 'fault retry, other agents' })
     .catch((e: Error) => log(e.message))
