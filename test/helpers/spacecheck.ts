@@ -8,12 +8,16 @@
 //     a `shared` row over bytes fewer extents map is a leak of a reference;
 //   * quarantined bytes are mapped by no extent and quarantined once;
 //     dirty rows lie in the data area and cover no mapped byte;
+//   * clean free space (neither mapped, quarantined nor dirty) reads zeros on
+//     the device (checked when the device files are readable here): the
+//     allocator hands it out without zeroing;
 //   * with the controller's live `device list` (checkAgainstList):
 //     free + mapped + quarantined = capacity per device, and the quarantined
 //     bytes it reports are the rows' bytes.
 // The file is opened read-only: a `vstor controller backup` copy, or vstor.db
 // after the controller stopped.
 
+import fs from 'node:fs'
 import sqlite3 from 'sqlite3'
 import { LABEL_AREA, UNIT } from '../../src/config'
 import type { DeviceInfo } from '../../src/protocol/messages'
@@ -70,7 +74,7 @@ export async function checkDbFile(file: string): Promise<SpaceReport> {
     const d = new sqlite3.Database(file, sqlite3.OPEN_READONLY, (err) => (err ? reject(err) : resolve(d)))
   })
   try {
-    const devs = await all(db, 'SELECT id, name, size, data_start FROM devices ORDER BY id')
+    const devs = await all(db, 'SELECT id, name, path, size, data_start FROM devices ORDER BY id')
     const extents = await all(db, 'SELECT disk_id, vstart, device_id, pstart, length FROM extents WHERE device_id IS NOT NULL')
     const shared = await all(db, 'SELECT device_id, pstart, length, refs FROM shared')
     const quarantine = await all(db, 'SELECT device_id, pstart, length FROM quarantine')
@@ -146,6 +150,22 @@ export async function checkDbFile(file: string): Promise<SpaceReport> {
         inArea('dirty row', s, l)
         if (inCover(s, l)) problems.push(`${name}: dirty row [${s}, ${s + l}) covers mapped space`)
       }
+      const used = sweep(
+        [
+          ...cover,
+          ...q,
+          ...sweep(
+            mine(dirty).flatMap((r) => [
+              { at: Number(r.pstart), d: 1 },
+              { at: Number(r.pstart) + Number(r.length), d: -1 },
+            ]),
+          ),
+        ].flatMap((c) => [
+          { at: c.start, d: 1 },
+          { at: c.end, d: -1 },
+        ]),
+      )
+      problems.push(...(await cleanReadsZeros(name, String(dv.path), dataStart, end, used)))
       out.push({ id, name, dataStart, capacity, mapped, shared: multi, quarantined })
     }
     const known = new Set(devs.map((d) => Number(d.id)))
@@ -155,6 +175,38 @@ export async function checkDbFile(file: string): Promise<SpaceReport> {
   } finally {
     await new Promise<void>((r) => db.close(() => r()))
   }
+}
+
+/** The gaps between `used` runs inside [start, end) must read zeros in the device file. */
+async function cleanReadsZeros(
+  name: string,
+  file: string,
+  start: number,
+  end: number,
+  used: { start: number; end: number }[],
+): Promise<string[]> {
+  const fh = await fs.promises.open(file, 'r').catch(() => null)
+  if (!fh) return []
+  const bad: string[] = []
+  const buf = Buffer.alloc(UNIT)
+  const zeros = Buffer.alloc(UNIT)
+  try {
+    let pos = start
+    for (const u of [...used, { start: end, end }]) {
+      for (let at = pos; at < Math.min(u.start, end); at += UNIT) {
+        const n = Math.min(UNIT, u.start - at)
+        const { bytesRead } = await fh.read(buf, 0, n, at)
+        if (bytesRead === n && !buf.subarray(0, n).equals(zeros.subarray(0, n))) {
+          bad.push(`${name}: clean free space [${at}, ${at + n}) does not read zeros`)
+          if (bad.length >= 5) return bad
+        }
+      }
+      pos = Math.max(pos, u.end)
+    }
+  } finally {
+    await fh.close()
+  }
+  return bad
 }
 
 /** The live allocator against the tables: free + mapped + quarantined = capacity, quarantine agrees. */
