@@ -1,5 +1,6 @@
 // Metadata micro-benchmarks: table lookups, full table push over the socket, thin first-write
-// fault round trip, and controller request latency.
+// fault round trip, controller request latency, snapshot time against extent count and the
+// copy-on-write fault round trip (snap.ts).
 //
 // Invariants:
 //   * each section is independent: a failure is recorded as { error } in its slot and the others
@@ -14,6 +15,7 @@ import { LABEL_AREA, PROTOCOL_VERSION, UNIT } from '../src/config'
 import { connect, listen, type Connection } from '../src/protocol/connection'
 import { Table, type Extent } from '../src/table/table'
 import { run, runUnitWrites } from './fio'
+import { runCowFaults, runSnapshotScale, type CowResult, type ScalePoint } from './snap'
 import { runTableBench, type TableBench } from './table'
 import { median, percentile } from './report'
 import { VSTOR_BIN, type Vstor } from './targets'
@@ -49,6 +51,10 @@ export interface MetaResult {
   push: PushResult | Failed
   fault: FaultResult | Failed
   cli: CliResult | Failed
+  /** Snapshot of a 1 TiB thin disk at 1k, 10k and 100k extents. */
+  snapshot?: ScalePoint[] | Failed
+  /** A 4k write into each shared unit of a snapshotted disk: one 1 MiB copy each. */
+  cow?: CowResult | Failed
 }
 
 async function attempt<T>(what: string, fn: () => Promise<T>): Promise<T | Failed> {
@@ -183,5 +189,7 @@ export async function runMeta({ vstor, quick }: MetaOptions): Promise<MetaResult
   const push = await attempt('1M-extent table push', () => pushBench(2 ** 20, quick ? 2 : 3))
   const fault = vstor ? await attempt('thin first-write fault round trip', () => faultBench(vstor, quick ? 100 : 200)) : noVstor
   const cli = vstor ? await attempt('controller request latency', () => cliBench(vstor, quick ? 100 : 500)) : noVstor
-  return { table, push, fault, cli }
+  const snapshot = await attempt('snapshot time against extent count', () => runSnapshotScale([1000, 10_000, 100_000], quick ? 2 : 3))
+  const cow = vstor ? await attempt('copy-on-write fault round trip', () => runCowFaults(vstor, quick ? 100 : 200)) : noVstor
+  return { table, push, fault, cli, snapshot, cow }
 }

@@ -124,7 +124,7 @@ async function main(): Promise<number> {
     let vstor: Vstor | null = null
     if (want('thick') || want('thin') || opts.meta) {
       await tryStart('vstor', async () => {
-        const v = new Vstor({ dir, size, spare: 256 * MiB, profileDir }, cleanup)
+        const v = new Vstor({ dir, size, spare: 512 * MiB, profileDir }, cleanup)
         await v.start()
         vstor = v
         targets.push(...v.targets().filter((t) => want(t.key)))
