@@ -1,6 +1,6 @@
 // Metadata micro-benchmarks: table lookups, full table push over the socket, thin first-write
-// fault round trip, controller request latency, and (bench/remote.ts) push fan-out to many agents
-// and the fault round trip over TLS.
+// fault round trip, controller request latency, push fan-out to many agents and the fault round
+// trip over TLS (remote.ts), snapshot time against extent count and the copy-on-write fault round trip (snap.ts).
 //
 // Invariants:
 //   * each section is independent: a failure is recorded as { error } in its slot and the others
@@ -16,6 +16,7 @@ import { connect, listen, type Connection } from '../src/protocol/connection'
 import { Table, type Extent } from '../src/table/table'
 import { run, runUnitWrites } from './fio'
 import { runRemote, type RemoteResult } from './remote'
+import { runCowFaults, runSnapshotScale, type CowResult, type ScalePoint } from './snap'
 import { runTableBench, type TableBench } from './table'
 import { median, percentile } from './report'
 import { VSTOR_BIN, type Vstor } from './targets'
@@ -53,6 +54,10 @@ export interface MetaResult {
   cli: CliResult | Failed
   /** Push fan-out and fault round trip over TLS (bench/remote.ts); absent in older results. */
   remote?: RemoteResult | Failed
+  /** Snapshot of a 1 TiB thin disk at 1k, 10k and 100k extents. */
+  snapshot?: ScalePoint[] | Failed
+  /** A 4k write into each shared unit of a snapshotted disk: one 1 MiB copy each. */
+  cow?: CowResult | Failed
 }
 
 async function attempt<T>(what: string, fn: () => Promise<T>): Promise<T | Failed> {
@@ -188,5 +193,7 @@ export async function runMeta({ vstor, quick }: MetaOptions): Promise<MetaResult
   const fault = vstor ? await attempt('thin first-write fault round trip', () => faultBench(vstor, quick ? 100 : 200)) : noVstor
   const cli = vstor ? await attempt('controller request latency', () => cliBench(vstor, quick ? 100 : 500)) : noVstor
   const remote = await attempt('push fan-out to 1/10/100 agents, fault round trip over TLS and the socket', () => runRemote(quick))
-  return { table, push, fault, cli, remote }
+  const snapshot = await attempt('snapshot time against extent count', () => runSnapshotScale([1000, 10_000, 100_000], quick ? 2 : 3))
+  const cow = vstor ? await attempt('copy-on-write fault round trip', () => runCowFaults(vstor, quick ? 100 : 200)) : noVstor
+  return { table, push, fault, cli, remote, snapshot, cow }
 }

@@ -162,6 +162,29 @@ export function metaLines(meta: MetaResult | null): string[] {
       `controller 'status' over one connection (${c.requests} requests): p50 ${fmt(c.statusP50ms, 3)} ms, p99 ${fmt(c.statusP99ms, 3)} ms; ` +
         `'vstor disk list' process: median ${fmt(c.diskListMedianMs, 0)} ms of 5`,
     )
+  out.push(...snapLines(meta))
+  return out
+}
+
+function snapLines(meta: MetaResult): string[] {
+  const out: string[] = []
+  const s = meta.snapshot
+  if (s && failed(s)) out.push(`snapshot time: FAILED (${s.error})`)
+  else if (s) {
+    const at100k = s.find((x) => x.extents >= 100_000)
+    out.push(
+      `snapshot of a 1 TiB thin disk: ${s.map((x) => `${fmt(x.snapshotMs, 0)} ms at ${x.extents} extents`).join(', ')} ` +
+        `(its delete ${s.map((x) => fmt(x.deleteMs, 0)).join('/')} ms; controller start ${s.map((x) => fmt(x.loadMs, 0)).join('/')} ms) — ` +
+        `target < 1000 ms at 100k: ${at100k && at100k.snapshotMs < 1000 ? 'met' : 'MISSED'}`,
+    )
+  }
+  const c = meta.cow
+  if (c && failed(c)) out.push(`copy-on-write fault: FAILED (${c.error})`)
+  else if (c)
+    out.push(
+      `copy on write, 4k into a shared 1 MiB unit (${c.writes} writes, each a copy): p50 ${fmt(c.p50us / 1000, 3)} ms, ` +
+        `p99 ${fmt(c.p99us / 1000, 3)} ms — target p50 < 5 ms: ${c.p50us < 5000 ? 'met' : 'MISSED'}`,
+    )
   return out
 }
 

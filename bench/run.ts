@@ -141,7 +141,7 @@ async function main(): Promise<number> {
     if (want('thick') || want('thin') || opts.meta || opts.moves) {
       await tryStart('vstor', async () => {
         // moves only: the thick and thin disks stay small (the moves make their own)
-        const v = new Vstor({ dir, size: opts.movesOnly ? 64 * MiB : size, spare: 256 * MiB, profileDir }, cleanup)
+        const v = new Vstor({ dir, size: opts.movesOnly ? 64 * MiB : size, spare: 512 * MiB, profileDir }, cleanup)
         await v.start()
         vstor = v
         targets.push(...v.targets().filter((t) => want(t.key)))

@@ -82,6 +82,18 @@ export class Allocator {
     }
   }
 
+  /** take() for many sorted, disjoint spans while all free space is clean (a load): one pass per device. */
+  takeSorted(spans: Span[]): void {
+    const byDev = new Map<number, Run[]>()
+    for (const s of spans) {
+      if (s.device < 0 || s.length <= 0) continue
+      const l = byDev.get(s.device) ?? []
+      l.push({ start: s.pstart, end: s.pstart + s.length })
+      byDev.set(s.device, l)
+    }
+    for (const [device, ranges] of byDev) this.clean.removeSorted(device, ranges)
+  }
+
   /** Return spans to the free sets, as dirty (may hold old bytes) or clean. Throws on a double free. */
   give(spans: Iterable<Span>, dirty: boolean): void {
     for (const s of spans) {

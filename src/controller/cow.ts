@@ -14,7 +14,9 @@
 // outside it with the range busy, so concurrent faults on one unit copy it
 // once and faults elsewhere never wait; the copy is durable before the
 // mapping that points at it commits (a crash shows the old contents, never
-// garbage); a discard answers only once every known agent applied it, so no
+// garbage), and its new units are recorded dirty before the copy starts (a
+// crash in between leaves them to the scrubber, not as clean space holding
+// old bytes); the remap's commit trims those rows again; a discard answers only once every known agent applied it, so no
 // write an agent acknowledged afterwards can land in the freed units.
 
 import { UNIT } from '../config'
@@ -26,6 +28,7 @@ import type { AgentRec } from './agents'
 import { busyAt, markBusy, type Ctx } from './context'
 import { readFresh } from './devio'
 import { log } from './log'
+import { trimDirty } from './space'
 import { isEmpty, type DiskRec } from './state'
 
 /** Whole units around [offset, offset + length), clipped to the disk. */
@@ -104,6 +107,7 @@ async function copyOnWrite(ctx: Ctx, p: Extract<CowPlan, { kind: 'copy' }>): Pro
   const moved = remap(p.old, p.pieces, (e) => state.refs.sharedBytes({ device: e.device, pstart: e.pstart, length: e.length }) > 0)
   try {
     await ctx.space.waitScrub(p.pieces)
+    await recordDirty(ctx, p.pieces)
     const buf = Buffer.allocUnsafe(UNIT)
     const synced = new Set<number>()
     for (const [from, to] of moved) {
@@ -142,10 +146,38 @@ async function copyOnWrite(ctx: Ctx, p: Extract<CowPlan, { kind: 'copy' }>): Pro
       return m.map(([, to]) => to)
     })
     const change = disk.table.plan(p.start, p.end, next)
-    const gen = await state.commitChange(disk, change, { durable: false, preTaken: true })
+    const gen = await state
+      .commitChange(disk, change, {
+        durable: false,
+        preTaken: true,
+        extra: async () => {
+          for (const x of p.pieces) await trimDirty(state, x.device, x.pstart, x.pstart + x.length)
+        },
+      })
+      .catch((e: unknown) => {
+        state.alloc.give(p.pieces, true) // nothing committed: the units are free again (dirty, as their rows say)
+        throw e
+      })
     ctx.outbox.update(disk, change, gen, true)
     log(`copied on write: disk ${disk.name} [${p.start}, ${p.end}), generation ${gen}`)
     return gen
+  })
+}
+
+/**
+ * The new units are recorded dirty (durably) before a byte is copied into them: a crash before the
+ * remap commits leaves them to the scrubber, never as clean space holding another disk's bytes
+ * (clean space is handed out without zeroing). The remap's commit trims the rows again.
+ */
+async function recordDirty(ctx: Ctx, pieces: Piece[]): Promise<void> {
+  const { state } = ctx
+  const clean = pieces.filter((x) => !x.dirty)
+  if (clean.length === 0) return
+  await state.db.tx(async () => {
+    for (const x of clean) {
+      await trimDirty(state, x.device, x.pstart, x.pstart + x.length)
+      await state.db.run('INSERT INTO dirty (device_id, pstart, length) VALUES (?, ?, ?)', [x.device, x.pstart, x.length])
+    }
   })
 }
 

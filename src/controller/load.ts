@@ -89,21 +89,25 @@ export async function loadState(db: Db): Promise<State> {
       db,
       [...s.disks.values()].flatMap((d) => spansOf(d.table.all())),
     )
-    s.alloc.take(mapped)
+    s.alloc.takeSorted(mapped) // sorted and merged by checkShared
     s.refs = Refs.from(await sharedRows(db))
   } catch (e) {
     if (e instanceof VstorError && e.code === 'DB_CORRUPT') throw e
     throw corrupt(`extents overlap on a device or lie outside it: ${(e as Error).message}`)
   }
-  for (const r of await db.all<Row>('SELECT * FROM quarantine ORDER BY generation, device_id, pstart')) {
-    const q = { device: Number(r.device_id), pstart: Number(r.pstart), length: Number(r.length), generation: Number(r.generation) }
-    try {
-      s.alloc.take([q])
-    } catch (e) {
-      throw corrupt(`quarantined space is also in use: ${(e as Error).message}`)
-    }
-    s.quarantine.push(q)
+  const rows = await db.all<Row>('SELECT * FROM quarantine ORDER BY device_id, pstart')
+  const quarantine = rows.map((r) => ({
+    device: Number(r.device_id),
+    pstart: Number(r.pstart),
+    length: Number(r.length),
+    generation: Number(r.generation),
+  }))
+  try {
+    s.alloc.takeSorted(quarantine)
+  } catch (e) {
+    throw corrupt(`quarantined space is also in use: ${(e as Error).message}`)
   }
+  s.quarantine = quarantine.sort((a, b) => a.generation - b.generation)
   if (meta.get('space_tracked') !== '1') await markAllFreeDirty(s)
   for (const r of await db.all<Row>('SELECT * FROM dirty')) {
     const dev = Number(r.device_id)

@@ -80,7 +80,7 @@ export class Outbox {
       uid: disk.uid,
       size: disk.size,
       devices: this.devices(),
-      ...(disk.readonly ? { readonly: true } : {}),
+      ...diskTraits(disk),
     }
     this.toAll('disk.add', params, Table.encode(disk.table))
   }

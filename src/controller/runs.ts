@@ -92,6 +92,37 @@ export class RunSet {
     runs.splice(i, 1, ...parts)
   }
 
+  /**
+   * Remove many sorted, disjoint ranges of one device in one pass (O(n + m): a load of 1M extents).
+   * Throws naming the first byte that is not in the set.
+   */
+  removeSorted(device: number, ranges: Run[]): void {
+    const runs = this.byDevice.get(device) ?? []
+    const out: Run[] = []
+    let k = 0
+    let cur: Run | null = runs[0] ? { ...runs[0] } : null
+    for (const r of ranges) {
+      if (r.end <= r.start) continue
+      while (cur && cur.end <= r.start) {
+        out.push(cur)
+        k++
+        cur = runs[k] ? { ...runs[k]! } : null
+      }
+      if (!cur || cur.start > r.start || cur.end < r.end) {
+        throw new VstorError('INTERNAL', `device ${device} bytes [${r.start}, ${r.end}) are not in the set (overlapping use)`)
+      }
+      if (cur.start < r.start) out.push({ start: cur.start, end: r.start })
+      cur = cur.end > r.end ? { start: r.end, end: cur.end } : null
+      if (!cur) {
+        k++
+        cur = runs[k] ? { ...runs[k]! } : null
+      }
+    }
+    if (cur) out.push(cur)
+    for (k++; k < runs.length; k++) out.push({ ...runs[k]! })
+    this.byDevice.set(device, out)
+  }
+
   /** The parts of [start, end) that are in the set, in order. */
   overlap(device: number, start: number, end: number): Run[] {
     const runs = this.byDevice.get(device)

@@ -45,15 +45,20 @@ async function share(ctx: Ctx, source: string, name: string, readonly: boolean):
     const extents = src.table.all().map((e) => (e.device === NO_DEVICE ? e : { ...e, flags: e.flags | Flag.Shared }))
     const refs = state.refs.plan(spansOf(extents).map((span) => ({ span, delta: 1 as const })))
     const table = new Table(src.size, extents, state.generation)
+    // Two generations when the source changes: agents apply one push per generation and drop
+    // anything at or below the one they have, so the new disk cannot share the source's.
+    let srcGen = 0
     let gen = 0
     let id = 0
     const uid = crypto.randomUUID().replace(/-/g, '')
     const createdAt = new Date().toISOString()
     await state.db.tx(async () => {
-      gen = await state.bumpGeneration()
+      srcGen = gen = await state.bumpGeneration()
       if (change) {
         await state.db.run(`UPDATE extents SET flags = flags | ${Flag.Shared} WHERE disk_id = ? AND device_id IS NOT NULL`, [src.id])
-        await state.db.run('UPDATE disks SET generation = ? WHERE id = ?', [gen, src.id])
+        await state.db.run('UPDATE disks SET generation = ? WHERE id = ?', [srcGen, src.id])
+        gen = srcGen + 1
+        await state.db.run("UPDATE meta SET value = ? WHERE key = 'generation'", [String(gen)])
       }
       id = (
         await state.db.run(
@@ -80,7 +85,7 @@ async function share(ctx: Ctx, source: string, name: string, readonly: boolean):
       await state.refs.persist(state.db, refs)
     })
     state.refs.apply(refs)
-    if (change) src.table.apply(change, gen)
+    if (change) src.table.apply(change, srcGen)
     table.generation = gen
     const disk: DiskRec = {
       id,
@@ -98,7 +103,7 @@ async function share(ctx: Ctx, source: string, name: string, readonly: boolean):
     state.generation = gen
     state.durable = gen
     const finish = markBusy(ctx, src.uid, 0, src.size)
-    if (change) ctx.outbox.update(src, change, gen)
+    if (change) ctx.outbox.update(src, change, srcGen)
     ctx.outbox.diskAdd(disk, gen)
     return { gen, finish, src }
   })

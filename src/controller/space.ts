@@ -154,8 +154,12 @@ export class Space {
       if (!ok) continue
       await this.state.lock.run(async () => {
         if (!this.state.devices.has(pick.device)) return
-        await this.state.db.tx(() => trimDirty(this.state, pick.device, pick.pstart, pick.pstart + pick.length))
-        this.state.alloc.markClean(pick.device, pick.pstart, pick.pstart + pick.length)
+        // only what is still free and dirty: space taken meanwhile (a copy on write, a move) keeps its rows
+        const still = this.state.alloc.dirty.overlap(pick.device, pick.pstart, pick.pstart + pick.length)
+        await this.state.db.tx(async () => {
+          for (const r of still) await trimDirty(this.state, pick.device, r.start, r.end)
+        })
+        for (const r of still) this.state.alloc.markClean(pick.device, r.start, r.end)
       })
     }
   }

@@ -102,3 +102,26 @@ test('RunSet: overlap clips to the range; remove must lie inside one run', () =>
     { start: 8, end: 30 },
   ])
 })
+
+test('RunSet.removeSorted takes many sorted ranges in one pass and refuses a byte that is not free', () => {
+  const r = new RunSet()
+  r.add(1, 0, 100)
+  r.add(1, 200, 300)
+  r.removeSorted(1, [
+    { start: 0, end: 10 },
+    { start: 10, end: 20 },
+    { start: 50, end: 60 },
+    { start: 200, end: 300 },
+  ])
+  assert.deepEqual(r.runs(1), [
+    { start: 20, end: 50 },
+    { start: 60, end: 100 },
+  ])
+  assert.throws(() => r.removeSorted(1, [{ start: 90, end: 110 }]), /not in the set/)
+  assert.throws(() => r.removeSorted(1, [{ start: 55, end: 58 }]), /not in the set/)
+  const big = new RunSet()
+  big.add(2, 0, 2e6 * 2)
+  const ranges = Array.from({ length: 1e6 }, (_, i) => ({ start: i * 4, end: i * 4 + 2 }))
+  big.removeSorted(2, ranges)
+  assert.equal(big.bytes(2), 2e6 * 2 - 2e6)
+})

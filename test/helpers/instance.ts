@@ -65,7 +65,8 @@ export interface Instance {
   diskMap(name: string): Promise<DiskMap>
   diskList(): Promise<DiskInfo[]>
   deviceList(): Promise<DeviceInfo[]>
-  losetupAttach(file: string): Promise<string>
+  /** A loop device over file (read-only with readOnly: losetup -r), detached at teardown. */
+  losetupAttach(file: string, opts?: { readOnly?: boolean }): Promise<string>
   losetupDetach(dev: string): Promise<void>
   /** Track a file-system mount made by the test (unmounted first at teardown). */
   trackMount(dir: string): void
@@ -208,8 +209,8 @@ export async function vstorInstance(t: TestContext, opts: { prefix?: string } = 
     diskMap: async (name) => (await run<DiskMap>(['disk', 'map', name], { json: true })).json,
     diskList: async () => (await run<DiskInfo[]>(['disk', 'list'], { json: true })).json,
     deviceList: async () => (await run<DeviceInfo[]>(['device', 'list'], { json: true })).json,
-    async losetupAttach(file) {
-      const r = await sh('losetup', ['--find', '--show', file], { timeoutMs: 30_000 })
+    async losetupAttach(file, o = {}) {
+      const r = await sh('losetup', [...(o.readOnly ? ['-r'] : []), '--find', '--show', file], { timeoutMs: 30_000 })
       const dev = r.stdout.trim()
       if (r.code !== 0 || !dev.startsWith('/dev/loop')) throw new Error(`losetup --find --show ${file}: ${r.stderr}`)
       loops.push(dev)
