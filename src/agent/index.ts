@@ -173,7 +173,7 @@ async function serve(opts: AgentOptions): Promise<void> {
 const answers = (mnt: string): Promise<boolean> =>
   fs.promises.stat(mnt).then(
     () => true,
-    (e: NodeJS.ErrnoException) => e.code !== 'ENOTCONN',
+    (e: NodeJS.ErrnoException) => e.code !== 'ENOTCONN' && e.code !== 'ECONNABORTED',
   )
 
 /** The mountpoint must be a directory; a dead vstor mount (ENOTCONN) left there is cleared first. */

@@ -118,7 +118,8 @@ test('vstor unmount of a dead mount removes it and says so; with nothing mounted
     () => null,
     (e: NodeJS.ErrnoException) => e.code,
   )
-  assert.equal(err, 'ENOTCONN')
+  // the kernel says ENOTCONN, or ECONNABORTED when requests were in flight as the daemon died
+  assert.ok(err === 'ENOTCONN' || err === 'ECONNABORTED', `a dead mount answers ENOTCONN, not ${String(err)}`)
   assert.equal(isMounted(v.mnt), true)
 
   const r = await v.run<{ unmounted: boolean; mountpoint: string; dead: boolean }>(['unmount', v.mnt], { json: true })
