@@ -347,3 +347,12 @@ export class Connection extends EventEmitter {
     }
   }
 }
+
+/** Stop accepting, close every connection, resolve once all of them and the server are closed. */
+export async function closeServer(server: net.Server, conns: Set<Connection>): Promise<void> {
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()))
+  const all = [...conns]
+  for (const c of all) c.close()
+  await Promise.all(all.map((c) => c.whenClosed()))
+  await closed
+}

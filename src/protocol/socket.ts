@@ -13,7 +13,7 @@ import { PROTOCOL_VERSION } from '../config'
 import { VstorError } from '../errors'
 import { isTcp, type ControllerAddress } from './address'
 import type { Hello, HelloReply } from './messages'
-import { Connection, report, type HelloHandler } from './peer'
+import { closeServer, Connection, report, type HelloHandler } from './peer'
 import { connectTls } from './tls'
 import { validateHelloReply } from './validate'
 
@@ -142,11 +142,7 @@ export async function listen(socketPath: string, onHello: HelloHandler, opts: { 
     connections: () => conns,
     close: () =>
       (closing ??= (async () => {
-        const closed = new Promise<void>((resolve) => server.close(() => resolve()))
-        const all = [...conns]
-        for (const c of all) c.close()
-        await Promise.all(all.map((c) => c.whenClosed()))
-        await closed
+        await closeServer(server, conns)
         // Only our own socket file: a newer controller may have replaced it.
         const st = await fs.lstat(socketPath).catch(() => null)
         if (st && st.ino === ino) await fs.unlink(socketPath).catch(() => undefined)

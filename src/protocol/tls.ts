@@ -23,7 +23,7 @@ import { PROTOCOL_VERSION } from '../config'
 import { VstorError } from '../errors'
 import { formatHostPort, isHostName, type TcpAddress } from './address'
 import type { Hello, HelloReply } from './messages'
-import { Connection, type HelloHandler } from './peer'
+import { closeServer, Connection, type HelloHandler } from './peer'
 import type { ServerHandle } from './socket'
 import { CA_CERT, TLS_CERT, certProblem, dnField, peerCn, readTlsDir, verifyReason, type TlsFiles } from './tlsfiles'
 import { validateHelloReply } from './validate'
@@ -154,14 +154,7 @@ export async function listenTls(
   return {
     address: () => ({ host: opts.host, port: bound.port }),
     connections: () => conns,
-    close: () =>
-      (closing ??= (async () => {
-        const closed = new Promise<void>((resolve) => server.close(() => resolve()))
-        const all = [...conns]
-        for (const c of all) c.close()
-        await Promise.all(all.map((c) => c.whenClosed()))
-        await closed
-      })()),
+    close: () => (closing ??= closeServer(server, conns)),
   }
 }
 
