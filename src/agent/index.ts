@@ -6,7 +6,8 @@
 //     (checked with async fs.stat: a sync call would deadlock the FUSE loop);
 //   * the pid file <dirname(socket)>/agents/<encoded mountpoint>.json exists
 //     while the agent serves the mountpoint and is removed when it stops;
-//   * on stop: devices are fdatasync'ed before the process exits.
+//   * on stop (SIGTERM, SIGINT, vstor unmount): requests in flight are answered, the mount goes
+//     away, then devices are fdatasync'ed and closed before the process exits.
 
 import fs from 'node:fs'
 import os from 'node:os'
@@ -37,7 +38,7 @@ export interface AgentOptions {
   uid?: number
   gid?: number
   mode?: number
-  /** FUSE front end (default fuse-native for now: a killed libfuse3 agent leaves a dead mount, see frontend/index.ts). */
+  /** FUSE front end (default libfuse3 when built, else fuse-native; see frontend/index.ts). */
   fuse?: FrontendName
 }
 
@@ -78,7 +79,7 @@ async function serve(opts: AgentOptions): Promise<void> {
   const mnt = path.resolve(opts.mountpoint)
   const socket = path.resolve(opts.socket)
   const agentId = opts.agentId ?? `${os.hostname()}:${mnt}`
-  const frontend = pickFrontend(opts.fuse ?? 'fuse-native')
+  const frontend = pickFrontend(opts.fuse)
   await prepareMountpoint(mnt)
   const link = new Link({
     socket,
@@ -128,11 +129,12 @@ async function serve(opts: AgentOptions): Promise<void> {
   const stop = (why: string): Promise<void> =>
     (stopping ??= (async () => {
       log(`stopping: ${why}`)
-      await state.syncAll()
+      // The front end answers the requests in flight first (drain), then unmounts; what they wrote is synced after.
       if (await isMounted(mnt)) {
         await new Promise<void>((resolve) => fuse.unmount(() => resolve()))
         if (await isMounted(mnt)) await fuseUnmount(mnt, true).catch(() => {})
       }
+      await state.syncAll()
       // unmounted and every device closed (late requests through a lazily detached fd fail):
       // nothing of ours can write any more, so the controller may drop this agent
       await state.closeAll()

@@ -182,7 +182,13 @@ test('mount: a first write into a zero unit faults, is retried once the (lazy) m
   await unmountAgent(s.mnt, s.socket)
 })
 
-test('mount: busy unmount is refused; a killed agent leaves no dead mount; a new agent serves the data', async (t) => {
+/** The front end `vstor mount` picks by default: libfuse3 (under CI it must be built). */
+function defaultIsLibfuse3(): boolean {
+  if (!fuse3Available() && process.env.CI) throw new Error('native/fuse3 is not built (bin/setup builds it); under CI this is a failure')
+  return fuse3Available()
+}
+
+test('mount: busy unmount is refused; a killed agent leaves a dead mount (ENOTCONN) that vstor unmount clears; a new agent serves the data', async (t) => {
   if (!canMount(t)) return
   const s = await setup(t)
   await s.startAgent()
@@ -196,8 +202,15 @@ test('mount: busy unmount is refused; a killed agent leaves no dead mount; a new
 
   s.child()!.kill('SIGKILL')
   await new Promise((r) => s.child()!.once('exit', r))
-  // auto_unmount removes the mount of a killed agent (no ENOTCONN left behind).
-  await waitFor('auto_unmount', async () => !(await isMounted(s.mnt)), 10_000)
+  if (defaultIsLibfuse3()) {
+    // No fusermount3 for auto_unmount: the dead mount stays and answers ENOTCONN.
+    await assert.rejects(fs.promises.stat(s.mnt), { code: 'ENOTCONN' })
+    assert.equal(await isMounted(s.mnt), true)
+  }
+  // vstor unmount clears a dead vstor mount (and its pid file) itself.
+  if (await isMounted(s.mnt)) await unmountAgent(s.mnt, s.socket)
+  assert.equal(await isMounted(s.mnt), false)
+  assert.equal(await exists(pidFilePath(s.mnt, s.socket)), false)
   await assert.rejects(unmountAgent(s.mnt, s.socket), { code: 'NOT_MOUNTED' })
 
   await s.startAgent()
@@ -207,27 +220,44 @@ test('mount: busy unmount is refused; a killed agent leaves no dead mount; a new
   await unmountAgent(s.mnt, s.socket)
 })
 
-test('mount --fuse libfuse3: the agent serves through libfuse 3; a killed agent leaves ENOTCONN, the next start clears it', async (t) => {
+test('mount: the default front end is libfuse3; a killed agent leaves ENOTCONN, the next start clears it', async (t) => {
   if (!canMount(t)) return
-  if (!fuse3Available()) {
-    if (process.env.CI) throw new Error('native/fuse3 is not built (bin/setup builds it); under CI this is a failure')
-    return t.skip('needs native/fuse3 built (bin/setup)')
-  }
+  if (!defaultIsLibfuse3()) return t.skip('needs native/fuse3 built (bin/setup)')
   const s = await setup(t)
-  await s.startAgent({ fuse: 'libfuse3' })
+  await s.startAgent()
+  const line = (await fs.promises.readFile('/proc/self/mountinfo', 'utf8')).split('\n').find((l) => l.split(' ')[4] === s.mnt)
+  assert.match(line ?? '', / - fuse\.vstor vstor /)
+  assert.equal(s.ctl.lastHello?.frontend, 'libfuse3', 'the hello names the front end (status and agent list show it)')
   const q = await sh('qemu-io', ['-f', 'raw', '-c', 'write -P 0x61 2040k 64k', '-c', 'read -P 0x61 2040k 64k', s.img])
   assert.equal(q.code, 0, q.out)
   assert.doesNotMatch(q.out, /fail|mismatch/i)
 
   s.child()!.kill('SIGKILL')
   await new Promise((r) => s.child()!.once('exit', r))
-  // No fusermount3 for auto_unmount: the dead mount stays (ENOTCONN) until the next agent clears it.
   await assert.rejects(fs.promises.stat(s.mnt), { code: 'ENOTCONN' })
   await fs.promises.rm(pidFilePath(s.mnt, s.socket)) // the killed agent's (startAgent waits for a new one)
-  await s.startAgent({ fuse: 'libfuse3' })
+  await s.startAgent()
   const r = await sh('qemu-io', ['-f', 'raw', '-c', 'read -P 0x61 2040k 64k', s.img])
   assert.equal(r.code, 0, r.out)
   assert.doesNotMatch(r.out, /fail|mismatch/i)
   await unmountAgent(s.mnt, s.socket)
   assert.equal(await isMounted(s.mnt), false)
+})
+
+test('mount --fuse fuse-native: a killed agent leaves no dead mount (auto_unmount through fusermount)', async (t) => {
+  if (!canMount(t)) return
+  const s = await setup(t)
+  await s.startAgent({ fuse: 'fuse-native' })
+  assert.equal(s.ctl.lastHello?.frontend, 'fuse-native')
+  const q = await sh('qemu-io', ['-f', 'raw', '-c', 'write -P 0x62 1M 64k', s.img])
+  assert.equal(q.code, 0, q.out)
+  s.child()!.kill('SIGKILL')
+  await new Promise((r) => s.child()!.once('exit', r))
+  await waitFor('auto_unmount', async () => !(await isMounted(s.mnt)), 10_000)
+  await fs.promises.rm(pidFilePath(s.mnt, s.socket))
+  await s.startAgent({ fuse: 'fuse-native' })
+  const r = await sh('qemu-io', ['-f', 'raw', '-c', 'read -P 0x62 1M 64k', s.img])
+  assert.equal(r.code, 0, r.out)
+  assert.doesNotMatch(r.out, /fail|mismatch/i)
+  await unmountAgent(s.mnt, s.socket)
 })
