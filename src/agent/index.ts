@@ -169,11 +169,11 @@ async function serve(opts: AgentOptions): Promise<void> {
   log('stopped')
 }
 
-/** False only for a dead FUSE mount (its agent is gone: ENOTCONN). */
+/** False only for a dead FUSE mount (its agent is gone: ENOTCONN, or ECONNABORTED once aborted through sysfs). */
 const answers = (mnt: string): Promise<boolean> =>
   fs.promises.stat(mnt).then(
     () => true,
-    (e: NodeJS.ErrnoException) => e.code !== 'ENOTCONN',
+    (e: NodeJS.ErrnoException) => e.code !== 'ENOTCONN' && e.code !== 'ECONNABORTED',
   )
 
 /** The mountpoint must be a directory; a dead vstor mount (ENOTCONN) left there is cleared first. */
