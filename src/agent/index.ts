@@ -16,10 +16,13 @@ import { pidAlive, signalFailed, signalReady, spawnDetached } from '../daemon'
 import { VstorError, toVstorError } from '../errors'
 import { describeAddress, formatHostPort, type TcpAddress } from '../protocol/address'
 import { makeOps } from './fuse'
+import { Fuse3 } from './frontend/fuse3'
 import { makeFrontend, pickFrontend, type FrontendName } from './frontend/index'
+import { NativeMap } from './frontend/native-map'
 import { Link } from './link'
 import { fuseUnmount, isMounted, mountInfo } from './mounts'
 import { AgentState } from './state'
+import type { DiskIO } from './io'
 import type { IoMode } from './store'
 
 export interface AgentOptions {
@@ -99,6 +102,9 @@ async function serve(opts: AgentOptions): Promise<void> {
     scan: opts.scan ?? DEFAULT_SCAN,
     onMissing: (uuids) => link.setMissing(uuids),
   })
+  // libfuse3 serves plainly mapped extents in its worker threads (VSTOR_NATIVE_MAP=0: everything through JS).
+  const native = new NativeMap(state, frontend === 'libfuse3' && process.env.VSTOR_NATIVE_MAP !== '0')
+  state.listener = native
   link.on('failed', (what: string) => log(what))
   link.on('disconnected', () => log('lost the controller; serving mapped I/O, reconnecting'))
   const where = describeAddress(opts.controller ?? { socket })
@@ -112,12 +118,18 @@ async function serve(opts: AgentOptions): Promise<void> {
   const perms = { uid: opts.uid ?? 0, gid: opts.gid ?? 0, mode: opts.mode ?? 0o600 }
   // auto_unmount: fuse-native's fusermount cleans up after a crash; Fuse3 drops it (no fusermount3),
   // prepareMountpoint clears a dead mount on the next start either way.
-  const { fuse } = makeFrontend(frontend, mnt, makeOps(state, { onOpenChange: (d) => link.setOpen(d), ...perms }), [
-    'auto_unmount',
-    'default_permissions',
-  ])
+  const handles = {
+    onOpenChange: (d: string[]) => link.setOpen(d),
+    onOpen: (fd: number, d: DiskIO) => native.bind(fd, d),
+    onRelease: (fd: number) => native.unbind(fd),
+    ...perms,
+  }
+  const { fuse } = makeFrontend(frontend, mnt, makeOps(state, handles), ['auto_unmount', 'default_permissions'])
   try {
-    await new Promise<void>((resolve, reject) => fuse.mount((err) => (err ? reject(err) : resolve())))
+    await new Promise<void>((resolve, reject) => {
+      fuse.mount((err) => (err ? reject(err) : resolve()))
+      if (fuse instanceof Fuse3) native.attach(fuse) // the session exists once mount() returned
+    })
   } catch (e) {
     link.stop()
     await state.closeAll()
@@ -129,6 +141,8 @@ async function serve(opts: AgentOptions): Promise<void> {
   const stop = (why: string): Promise<void> =>
     (stopping ??= (async () => {
       log(`stopping: ${why}`)
+      const st = native.stats()
+      if (st) log(`native mapped path: ${st.reads} reads, ${st.writes} writes, ${st.toJs} to JS, ${st.queued} queued, ${st.errors} errors`)
       // The front end answers the requests in flight first (drain), then unmounts; what they wrote is synced after.
       if (await isMounted(mnt)) {
         await new Promise<void>((resolve) => fuse.unmount(() => resolve()))
