@@ -35,6 +35,9 @@ export interface Handles {
   uid: number
   gid: number
   mode: number
+  /** An fd was bound to a disk (before the open is answered) / released (the native mapped path follows fds). */
+  onOpen?(fd: number, disk: DiskIO): void
+  onRelease?(fd: number): void
 }
 
 /** Build the fuse-native ops over the agent state. */
@@ -92,12 +95,14 @@ export function makeOps(state: AgentState, h: Handles): Ops {
       const fd = nextFd++
       fds.set(fd, d)
       changeOpen(d.name, 1)
+      h.onOpen?.(fd, d)
       cb(0, fd)
     },
     release: (_path: string, fd: number, cb: Cb) => {
       const d = fds.get(fd)
       if (d) {
         fds.delete(fd)
+        h.onRelease?.(fd)
         changeOpen(d.name, -1)
       }
       cb(0)

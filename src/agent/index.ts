@@ -6,7 +6,8 @@
 //     (checked with async fs.stat: a sync call would deadlock the FUSE loop);
 //   * the pid file <dirname(socket)>/agents/<encoded mountpoint>.json exists
 //     while the agent serves the mountpoint and is removed when it stops;
-//   * on stop: devices are fdatasync'ed before the process exits.
+//   * on stop (SIGTERM, SIGINT, vstor unmount): requests in flight are answered, the mount goes
+//     away, then devices are fdatasync'ed and closed before the process exits.
 
 import fs from 'node:fs'
 import os from 'node:os'
@@ -15,10 +16,13 @@ import { pidRunning as running, signalFailed, signalReady, spawnDetached } from 
 import { VstorError, toVstorError } from '../errors'
 import { describeAddress, formatHostPort, type TcpAddress } from '../protocol/address'
 import { makeOps } from './fuse'
+import { Fuse3 } from './frontend/fuse3'
 import { makeFrontend, pickFrontend, type FrontendName } from './frontend/index'
+import { NativeMap } from './frontend/native-map'
 import { Link } from './link'
 import { fuseUnmount, isMounted, mountInfo } from './mounts'
 import { AgentState } from './state'
+import type { DiskIO } from './io'
 import type { IoMode } from './store'
 
 export interface AgentOptions {
@@ -37,7 +41,7 @@ export interface AgentOptions {
   uid?: number
   gid?: number
   mode?: number
-  /** FUSE front end (default fuse-native for now: a killed libfuse3 agent leaves a dead mount, see frontend/index.ts). */
+  /** FUSE front end (default libfuse3 when built, else fuse-native; see frontend/index.ts). */
   fuse?: FrontendName
 }
 
@@ -78,7 +82,7 @@ async function serve(opts: AgentOptions): Promise<void> {
   const mnt = path.resolve(opts.mountpoint)
   const socket = path.resolve(opts.socket)
   const agentId = opts.agentId ?? `${os.hostname()}:${mnt}`
-  const frontend = pickFrontend(opts.fuse ?? 'fuse-native')
+  const frontend = pickFrontend(opts.fuse)
   await prepareMountpoint(mnt)
   const link = new Link({
     socket,
@@ -100,6 +104,9 @@ async function serve(opts: AgentOptions): Promise<void> {
     // on another host than the controller, devices are shared between hosts' page caches
     coherent: opts.controller !== undefined,
   })
+  // libfuse3 serves plainly mapped extents in its worker threads (VSTOR_NATIVE_MAP=0: everything through JS).
+  const native = new NativeMap(state, frontend === 'libfuse3' && process.env.VSTOR_NATIVE_MAP !== '0')
+  state.listener = native
   link.on('failed', (what: string) => log(what))
   link.on('disconnected', () => log('lost the controller; serving mapped I/O, reconnecting'))
   const where = describeAddress(opts.controller ?? { socket })
@@ -113,12 +120,18 @@ async function serve(opts: AgentOptions): Promise<void> {
   const perms = { uid: opts.uid ?? 0, gid: opts.gid ?? 0, mode: opts.mode ?? 0o600 }
   // auto_unmount: fuse-native's fusermount cleans up after a crash; Fuse3 drops it (no fusermount3),
   // prepareMountpoint clears a dead mount on the next start either way.
-  const { fuse } = makeFrontend(frontend, mnt, makeOps(state, { onOpenChange: (d) => link.setOpen(d), ...perms }), [
-    'auto_unmount',
-    'default_permissions',
-  ])
+  const handles = {
+    onOpenChange: (d: string[]) => link.setOpen(d),
+    onOpen: (fd: number, d: DiskIO) => native.bind(fd, d),
+    onRelease: (fd: number) => native.unbind(fd),
+    ...perms,
+  }
+  const { fuse } = makeFrontend(frontend, mnt, makeOps(state, handles), ['auto_unmount', 'default_permissions'])
   try {
-    await new Promise<void>((resolve, reject) => fuse.mount((err) => (err ? reject(err) : resolve())))
+    await new Promise<void>((resolve, reject) => {
+      fuse.mount((err) => (err ? reject(err) : resolve()))
+      if (fuse instanceof Fuse3) native.attach(fuse) // the session exists once mount() returned
+    })
   } catch (e) {
     link.stop()
     await state.closeAll()
@@ -130,11 +143,14 @@ async function serve(opts: AgentOptions): Promise<void> {
   const stop = (why: string): Promise<void> =>
     (stopping ??= (async () => {
       log(`stopping: ${why}`)
-      await state.syncAll()
+      const st = native.stats()
+      if (st) log(`native mapped path: ${st.reads} reads, ${st.writes} writes, ${st.toJs} to JS, ${st.queued} queued, ${st.errors} errors`)
+      // The front end answers the requests in flight first (drain), then unmounts; what they wrote is synced after.
       if (await isMounted(mnt)) {
         await new Promise<void>((resolve) => fuse.unmount(() => resolve()))
         if (await isMounted(mnt)) await fuseUnmount(mnt, true).catch(() => {})
       }
+      await state.syncAll()
       // unmounted and every device closed (late requests through a lazily detached fd fail):
       // nothing of ours can write any more, so the controller may drop this agent
       await state.closeAll()
@@ -169,7 +185,7 @@ async function serve(opts: AgentOptions): Promise<void> {
   log('stopped')
 }
 
-/** False only for a dead FUSE mount (its agent is gone: ENOTCONN). */
+/** False only for a dead FUSE mount (its agent is gone: ENOTCONN, or ECONNABORTED once aborted through sysfs). */
 const answers = (mnt: string): Promise<boolean> =>
   fs.promises.stat(mnt).then(
     () => true,

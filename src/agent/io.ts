@@ -11,10 +11,12 @@
 //     straight into fuse's buffer: no socket traffic, no timers, no copies;
 //   * results are fuse style: bytes transferred (>= 0) or a negative errno;
 //   * fsync returns only when every write completed before it (on any fd of
-//     this disk) is durable, and with it every lazily committed table change
-//     this disk applied: sync rounds run one after another, each covering the
-//     writes completed before it started, and a store counts as dirty from a
-//     write's completion, so no fsync can slip past a round in flight.
+//     this disk, on this loop or the native mapped path) is durable, and with
+//     it every lazily committed table change this disk applied: sync rounds run
+//     one after another, each covering the writes completed before it started,
+//     and a store counts as dirty from a write's completion (native writes are
+//     pulled in, ctx.pullDirty, before fsync and each round decide), so no
+//     fsync can slip past a round in flight.
 
 import os from 'node:os'
 import { UNIT } from '../config'
@@ -42,6 +44,8 @@ export interface DiskContext {
   discard(p: { disk: string; uid: string; offset: number; length: number }): Promise<DiscardReply>
   /** Whether the controller is reachable now (discards write zeros instead of waiting for it). */
   readonly online: boolean
+  /** Mark the stores written outside this DiskIO (the native mapped path) with markDirty, before an fsync decides. */
+  pullDirty?(disk: DiskIO): void
 }
 
 interface Seg {
@@ -190,6 +194,7 @@ export class DiskIO {
   /** Make durable every write completed before this call, and the table commits those writes depend on. */
   fsync(done: Done): void {
     if (this.removed) return done(-E.EIO)
+    this.ctx.pullDirty?.(this) // native writes answered before this fsync count as completed now
     const target = this.completed
     const round = this.rounds.then(() => this.round(target))
     this.rounds = round.catch(() => {})
@@ -207,6 +212,7 @@ export class DiskIO {
 
   /** One sync round: covers every write completed before it started. Rounds never overlap. */
   private async round(target: number): Promise<void> {
+    this.ctx.pullDirty?.(this)
     const barrier = this.lazyGen > this.ctx.durable
     if (this.syncedUpTo >= target && !barrier) return
     const upto = this.completed
@@ -342,8 +348,13 @@ export class DiskIO {
   private deviceError(err: NodeJS.ErrnoException, device: number, offset: number, length: number, done: Done): void {
     const { name } = errnoOf(err)
     if (name === 'ENOSPC' || name === 'EDQUOT') return done(-E.ENOSPC)
-    this.tell({ ...this.faultFor('device-error', offset, length), device, errno: name })
+    this.reportDeviceError(device, offset, length, name)
     done(-E.EIO)
+  }
+
+  /** Tell the controller about a device I/O error at [offset, offset+length) of this disk (no wait). The native path answers EIO itself. */
+  reportDeviceError(device: number, offset: number, length: number, errno: string): void {
+    this.tell({ ...this.faultFor('device-error', offset, length), device, errno })
   }
 
   private faultFor(kind: FaultKind, offset: number, length: number): Fault {

@@ -46,8 +46,12 @@ export interface TableListener {
   block(disk: DiskIO, start: number, end: number): Promise<void>
   /** After it was applied (or the disk's table replaced): pick up the new mapping and let requests in again. */
   applied(disk: DiskIO, start: number, end: number): void
-  /** The disk is gone: its handles must fail with EIO. */
+  /** The disk is gone (or the agent fenced): its handles must fail with EIO. */
   removed(disk: DiskIO): void
+  /** The set of open devices changed (opened, replaced, closed). */
+  devices?(): void
+  /** Before an fsync decides: mark the stores written outside DiskIO (disk.markDirty). */
+  pull?(disk: DiskIO): void
 }
 
 export class AgentState implements DiskContext {
@@ -80,6 +84,10 @@ export class AgentState implements DiskContext {
     return this.opts.online?.() ?? false
   }
 
+  pullDirty(disk: DiskIO): void {
+    this.listener?.pull?.(disk)
+  }
+
   discard(p: { disk: string; uid: string; offset: number; length: number }): Promise<DiscardReply> {
     return this.opts.discard ? this.opts.discard(p) : Promise.resolve({ result: 'write-zeros' })
   }
@@ -106,6 +114,7 @@ export class AgentState implements DiskContext {
     for (const name of [...this.disks.keys()]) if (!seen.has(name)) await this.remove(name)
     if (this.opts.coherent) await settleAll(this.devices.ids().map((id) => this.devices.get(id)!))
     this.devices.retain(p.devices)
+    this.listener?.devices?.()
     this.durable = Math.max(this.durable, p.durable)
     this.generation = p.generation
   }
@@ -156,7 +165,10 @@ export class AgentState implements DiskContext {
   /** An admin forgot this agent: from now on every request fails with EIO. */
   fence(): void {
     this.fenced = true
-    for (const d of this.disks.values()) d.removed = true
+    for (const d of this.disks.values()) {
+      d.removed = true
+      this.listener?.removed(d)
+    }
   }
 
   /** fdatasync every store (at shutdown). */
@@ -164,8 +176,9 @@ export class AgentState implements DiskContext {
     await Promise.all(this.devices.ids().map((id) => new Promise<void>((r) => this.devices.get(id)!.sync(() => r()))))
   }
 
-  closeAll(): Promise<void> {
-    return this.devices.closeAll()
+  async closeAll(): Promise<void> {
+    await this.devices.closeAll()
+    this.listener?.devices?.()
   }
 
   private async put(name: string, uid: string, table: Table, readonly: boolean, sparse: boolean): Promise<DiskIO> {
@@ -210,5 +223,6 @@ export class AgentState implements DiskContext {
 
   private async openDevices(devices: P<'table.load'>['devices']): Promise<void> {
     if (await this.devices.ensure(devices)) this.opts.onMissing?.([...this.devices.missing])
+    this.listener?.devices?.()
   }
 }

@@ -21,6 +21,8 @@ export class FakeController {
   metaSyncs = 0
   readonly notes: [string, unknown][] = []
   hellos = 0
+  /** The last agent hello (front end, pid, ...). */
+  lastHello: { frontend?: string } | null = null
   onFault: (f: Fault) => Promise<FaultReply> = async () => ({ action: 'deny' })
   private waiters: ((c: Connection) => void)[] = []
 
@@ -49,6 +51,7 @@ export class FakeController {
       if (hello.role === 'agent' && hello.generation !== this.generation) setImmediate(() => void this.load(conn).catch(() => {}))
       if (hello.role === 'agent') {
         this.hellos++
+        this.lastHello = hello as { frontend?: string }
         this.agent = conn
         for (const w of this.waiters.splice(0)) w(conn)
       }

@@ -1,88 +1,14 @@
 // Real FUSE: an agent process mounts over two sparse files, fed by a fake controller.
 import assert from 'node:assert/strict'
-import { spawn, execFile, type ChildProcess } from 'node:child_process'
 import fs from 'node:fs'
-import os from 'node:os'
 import path from 'node:path'
-import { test, type TestContext } from 'node:test'
+import { test } from 'node:test'
 import { fuse3Available } from '../../src/agent/frontend/fuse3'
 import { pidFilePath, unmountAgent } from '../../src/agent/index'
 import { isMounted } from '../../src/agent/mounts'
-import { writeLabel } from '../../src/device'
 import { MiB } from '../../src/size'
 import { Flag, NO_DEVICE } from '../../src/table/table'
-import { FakeController } from './fakectl'
-
-const ext = (vstart: number, length: number, device: number, pstart: number, flags = 0) => ({ vstart, length, device, pstart, flags })
-
-function sh(cmd: string, args: string[]): Promise<{ code: number; out: string }> {
-  return new Promise((resolve) =>
-    execFile(cmd, args, (err, stdout, stderr) => resolve({ code: err ? Number(err.code) || 1 : 0, out: String(stdout) + String(stderr) })),
-  )
-}
-
-function canMount(t: TestContext): boolean {
-  const why = process.getuid?.() !== 0 ? 'needs root' : !fs.existsSync('/dev/fuse') ? 'needs /dev/fuse' : null
-  if (!why) return true
-  if (process.env.CI) throw new Error(`mount test ${why} (CI requires it)`)
-  t.skip(why)
-  return false
-}
-
-async function waitFor(what: string, fn: () => Promise<boolean>, ms = 20_000): Promise<void> {
-  for (let waited = 0; !(await fn()); waited += 50) {
-    if (waited > ms) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 50))
-  }
-}
-const exists = (p: string) =>
-  fs.promises.stat(p).then(
-    () => true,
-    () => false,
-  )
-
-async function setup(t: TestContext) {
-  const dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'vstor-agent-'))
-  const mnt = path.join(dir, 'mnt')
-  const socket = path.join(dir, 'run', 'vstor.sock')
-  await fs.promises.mkdir(mnt)
-  const dev1 = path.join(dir, 'dev1')
-  const dev2 = path.join(dir, 'dev2')
-  await fs.promises.writeFile(dev1, '')
-  await fs.promises.truncate(dev1, 8 * MiB)
-  await fs.promises.writeFile(dev2, '')
-  await fs.promises.truncate(dev2, 8 * MiB)
-  const label = (name: string) => ({ version: 1, uuid: `uuid-${name}`, controllerId: 'fake', name, createdAt: new Date().toISOString() })
-  await writeLabel(dev1, label('a'))
-  await writeLabel(dev2, label('b'))
-  const ctl = new FakeController(
-    socket,
-    [
-      { id: 1, name: 'a', uuid: 'uuid-a', hint: dev1 },
-      { id: 2, name: 'b', uuid: 'uuid-b', hint: dev2 },
-    ],
-    [{ name: 'd', size: 4 * MiB, extents: [ext(0, 2 * MiB, 1, MiB), ext(2 * MiB, 2 * MiB, 2, MiB)] }],
-  )
-  await ctl.start()
-  let child: ChildProcess | null = null
-  const startAgent = async (opts: { fuse?: string } = {}) => {
-    const mod = path.resolve(__dirname, '../../src/agent/index.js')
-    const args = JSON.stringify({ mountpoint: mnt, socket, faultTimeoutMs: 3000, ...opts })
-    const code = `require(${JSON.stringify(mod)}).runAgent(${args}).then(()=>process.exit(0),e=>{console.error(e.message);process.exit(1)})`
-    child = spawn(process.execPath, ['-e', code], { stdio: ['ignore', 'inherit', 'inherit'] })
-    await waitFor('the agent pid file', () => exists(pidFilePath(mnt, socket)))
-  }
-  t.after(async () => {
-    if (await isMounted(mnt)) {
-      await sh('fusermount', ['-u', mnt])
-      if (await isMounted(mnt)) await sh('umount', ['-l', mnt])
-    }
-    child?.kill('SIGKILL')
-    await ctl.server.close()
-    await fs.promises.rm(dir, { recursive: true, force: true })
-  })
-  return { dir, mnt, socket, dev1, dev2, ctl, startAgent, img: path.join(mnt, 'd.img'), child: () => child }
-}
+import { canMount, exists, ext, setup, sh, waitFor } from './mountkit'
 
 test('mount: images, mapped I/O across devices, size, limits, disk add/remove, unmount', async (t) => {
   if (!canMount(t)) return
@@ -182,7 +108,13 @@ test('mount: a first write into a zero unit faults, is retried once the (lazy) m
   await unmountAgent(s.mnt, s.socket)
 })
 
-test('mount: busy unmount is refused; a killed agent leaves no dead mount; a new agent serves the data', async (t) => {
+/** The front end `vstor mount` picks by default: libfuse3 (under CI it must be built). */
+function defaultIsLibfuse3(): boolean {
+  if (!fuse3Available() && process.env.CI) throw new Error('native/fuse3 is not built (bin/setup builds it); under CI this is a failure')
+  return fuse3Available()
+}
+
+test('mount: busy unmount is refused; a killed agent leaves a dead mount (ENOTCONN) that vstor unmount clears; a new agent serves the data', async (t) => {
   if (!canMount(t)) return
   const s = await setup(t)
   await s.startAgent()
@@ -196,8 +128,15 @@ test('mount: busy unmount is refused; a killed agent leaves no dead mount; a new
 
   s.child()!.kill('SIGKILL')
   await new Promise((r) => s.child()!.once('exit', r))
-  // auto_unmount removes the mount of a killed agent (no ENOTCONN left behind).
-  await waitFor('auto_unmount', async () => !(await isMounted(s.mnt)), 10_000)
+  if (defaultIsLibfuse3()) {
+    // No fusermount3 for auto_unmount: the dead mount stays and answers ENOTCONN.
+    await assert.rejects(fs.promises.stat(s.mnt), { code: 'ENOTCONN' })
+    assert.equal(await isMounted(s.mnt), true)
+  }
+  // vstor unmount clears a dead vstor mount (and its pid file) itself.
+  if (await isMounted(s.mnt)) await unmountAgent(s.mnt, s.socket)
+  assert.equal(await isMounted(s.mnt), false)
+  assert.equal(await exists(pidFilePath(s.mnt, s.socket)), false)
   await assert.rejects(unmountAgent(s.mnt, s.socket), { code: 'NOT_MOUNTED' })
 
   await s.startAgent()
@@ -207,27 +146,44 @@ test('mount: busy unmount is refused; a killed agent leaves no dead mount; a new
   await unmountAgent(s.mnt, s.socket)
 })
 
-test('mount --fuse libfuse3: the agent serves through libfuse 3; a killed agent leaves ENOTCONN, the next start clears it', async (t) => {
+test('mount: the default front end is libfuse3; a killed agent leaves ENOTCONN, the next start clears it', async (t) => {
   if (!canMount(t)) return
-  if (!fuse3Available()) {
-    if (process.env.CI) throw new Error('native/fuse3 is not built (bin/setup builds it); under CI this is a failure')
-    return t.skip('needs native/fuse3 built (bin/setup)')
-  }
+  if (!defaultIsLibfuse3()) return t.skip('needs native/fuse3 built (bin/setup)')
   const s = await setup(t)
-  await s.startAgent({ fuse: 'libfuse3' })
+  await s.startAgent()
+  const line = (await fs.promises.readFile('/proc/self/mountinfo', 'utf8')).split('\n').find((l) => l.split(' ')[4] === s.mnt)
+  assert.match(line ?? '', / - fuse\.vstor vstor /)
+  assert.equal(s.ctl.lastHello?.frontend, 'libfuse3', 'the hello names the front end (status and agent list show it)')
   const q = await sh('qemu-io', ['-f', 'raw', '-c', 'write -P 0x61 2040k 64k', '-c', 'read -P 0x61 2040k 64k', s.img])
   assert.equal(q.code, 0, q.out)
   assert.doesNotMatch(q.out, /fail|mismatch/i)
 
   s.child()!.kill('SIGKILL')
   await new Promise((r) => s.child()!.once('exit', r))
-  // No fusermount3 for auto_unmount: the dead mount stays (ENOTCONN) until the next agent clears it.
   await assert.rejects(fs.promises.stat(s.mnt), { code: 'ENOTCONN' })
   await fs.promises.rm(pidFilePath(s.mnt, s.socket)) // the killed agent's (startAgent waits for a new one)
-  await s.startAgent({ fuse: 'libfuse3' })
+  await s.startAgent()
   const r = await sh('qemu-io', ['-f', 'raw', '-c', 'read -P 0x61 2040k 64k', s.img])
   assert.equal(r.code, 0, r.out)
   assert.doesNotMatch(r.out, /fail|mismatch/i)
   await unmountAgent(s.mnt, s.socket)
   assert.equal(await isMounted(s.mnt), false)
+})
+
+test('mount --fuse fuse-native: a killed agent leaves no dead mount (auto_unmount through fusermount)', async (t) => {
+  if (!canMount(t)) return
+  const s = await setup(t)
+  await s.startAgent({ fuse: 'fuse-native' })
+  assert.equal(s.ctl.lastHello?.frontend, 'fuse-native')
+  const q = await sh('qemu-io', ['-f', 'raw', '-c', 'write -P 0x62 1M 64k', s.img])
+  assert.equal(q.code, 0, q.out)
+  s.child()!.kill('SIGKILL')
+  await new Promise((r) => s.child()!.once('exit', r))
+  await waitFor('auto_unmount', async () => !(await isMounted(s.mnt)), 10_000)
+  await fs.promises.rm(pidFilePath(s.mnt, s.socket))
+  await s.startAgent({ fuse: 'fuse-native' })
+  const r = await sh('qemu-io', ['-f', 'raw', '-c', 'read -P 0x62 1M 64k', s.img])
+  assert.equal(r.code, 0, r.out)
+  assert.doesNotMatch(r.out, /fail|mismatch/i)
+  await unmountAgent(s.mnt, s.socket)
 })

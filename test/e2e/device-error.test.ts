@@ -3,7 +3,8 @@
 // with EIO once an inject file exists. I/O on its extents gets EIO, I/O on the
 // healthy device goes on, the agent stays up, and the controller records the
 // failure: error extents in the map (persistent, even once the device heals)
-// and health "error" on the device.
+// and health "error" on the device. On libfuse3 (the default) the I/O takes the native mapped
+// path, which answers EIO itself and has JS send the same device-error fault.
 
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
@@ -12,6 +13,7 @@ import test from 'node:test'
 import { MiB, ioError, qemuIo, qemuIoOk, sh, vstorInstance, waitFor, type Instance } from '../helpers/instance'
 import { forceUnmount, killIfOurs } from '../helpers/proc'
 import type { MapExtent } from '../../src/protocol/messages'
+import { nativeCounts } from './native-log'
 
 /** nbdkit (error filter over FILE) on a Unix socket, shown as DIR/nbd/nbd by nbdfuse. */
 async function failingDevice(v: Instance, size: number): Promise<{ file: string; inject: string }> {
@@ -135,5 +137,10 @@ test('a failing device: EIO on its extents, healthy ones work, errors recorded',
       await qemuIoOk(img, [`write -P 0x51 ${untouched} 4k`, `read -P 0x51 ${untouched} 4k`])
     }
     await qemuIoOk(img, [`read -P 0x42 ${good.offset + 2 * MiB} 4k`])
+  })
+
+  await t.test('the native mapped path (libfuse3) met the errors itself: EIO and the fault, as above', async () => {
+    const c = await nativeCounts(v)
+    assert.ok(c.errors >= 2, `native device errors: ${JSON.stringify(c)}`)
   })
 })

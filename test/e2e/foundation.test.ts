@@ -9,8 +9,8 @@ import assert from 'node:assert/strict'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
-import test from 'node:test'
-import { MiB, qemuIoOk, sh, shOk, vstorInstance, waitFor, type Instance } from '../helpers/instance'
+import { MiB, qemuIoOk, sh, shOk, waitFor, type Instance } from '../helpers/instance'
+import { testOnFrontends } from './frontends'
 import { backingBytes, edges, mapProblem } from '../helpers/map'
 
 interface W {
@@ -53,8 +53,8 @@ async function mountFs(v: Instance, img: string, ro = false): Promise<[string, s
   return [loop, dir]
 }
 
-test('foundation: a thick disk over two devices, end to end', async (t) => {
-  const v = await vstorInstance(t)
+testOnFrontends('foundation: a thick disk over two devices, end to end', async (t, instance) => {
+  const v = await instance()
   await v.startController()
   await v.addDevice(40 * MiB, 'd0')
   await v.addDevice(40 * MiB, 'd1')

@@ -4,12 +4,12 @@
 // is started again; the agent then has the controller's generation.
 
 import assert from 'node:assert/strict'
-import test from 'node:test'
 import { ioFailed, pidDead, qemuIoArgs } from '../helpers/proc'
-import { MiB, qemuIoOk, vstorInstance, waitFor } from '../helpers/instance'
+import { MiB, qemuIoOk, waitFor } from '../helpers/instance'
+import { testOnFrontends } from './frontends'
 
-test('mapped I/O goes on during a controller outage; allocation waits for it', async (t) => {
-  const v = await vstorInstance(t)
+testOnFrontends('mapped I/O goes on during a controller outage; allocation waits for it', async (t, instance) => {
+  const v = await instance()
   await v.startController()
   await v.addDevice(40 * MiB, 'd0')
   await v.run(['disk', 'create', 'o', '--size', '16M', '--thin'])

@@ -5,8 +5,8 @@
 // its units.
 
 import assert from 'node:assert/strict'
-import test from 'node:test'
-import { MiB, ioError, qemuIo, qemuIoOk, vstorInstance, type Instance } from '../helpers/instance'
+import { MiB, ioError, qemuIo, qemuIoOk, type Instance } from '../helpers/instance'
+import { testOnFrontends } from './frontends'
 import { backingBytes } from '../helpers/map'
 
 const EIO = /Input\/output error/
@@ -28,8 +28,8 @@ async function flagsAt(v: Instance, disk: string, offset: number): Promise<strin
 
 const unitPattern = (i: number): string => `0x${(0x10 + i).toString(16)}`
 
-test('extent states through the image', async (t) => {
-  const v = await vstorInstance(t)
+testOnFrontends('extent states through the image', async (t, instance) => {
+  const v = await instance()
   await v.startController()
   await v.addDevice(40 * MiB, 'd0', { fill: 0xaa })
   await v.run(['disk', 'create', 'th', '--size', '16M', '--thin'])

@@ -6,12 +6,12 @@
 
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
-import test from 'node:test'
-import { MiB, qemuIoOk, sh, vstorInstance } from '../helpers/instance'
+import { MiB, qemuIoOk, sh } from '../helpers/instance'
+import { testOnFrontends } from './frontends'
 import { deviceOverlaps, mapProblem } from '../helpers/map'
 
-test('fio randwrite with verify on a fresh thin disk', async (t) => {
-  const v = await vstorInstance(t)
+testOnFrontends('fio randwrite with verify on a fresh thin disk', async (t, instance) => {
+  const v = await instance()
   await v.startController()
   await v.addDevice(100 * MiB, 'd0')
   await v.run(['disk', 'create', 'th', '--size', '64M', '--thin'])
@@ -65,8 +65,8 @@ test('fio randwrite with verify on a fresh thin disk', async (t) => {
   await qemuIoOk(v.image('other'), ['read -P 0 0 4k', `read -P 0 ${7 * MiB + 8192} ${MiB - 8192}`])
 })
 
-test('a thin disk larger than its pool: ENOSPC when full, more writes after device add', async (t) => {
-  const v = await vstorInstance(t)
+testOnFrontends('a thin disk larger than its pool: ENOSPC when full, more writes after device add', async (t, instance) => {
+  const v = await instance()
   await v.startController(['--no-space-timeout', '1s'])
   await v.addDevice(20 * MiB, 'd0')
   await v.run(['disk', 'create', 'big', '--size', '64M', '--thin'])

@@ -10,6 +10,7 @@
  *     always re-arm a wakeup.
  */
 #include "fuse3.h"
+#include "nmap.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -21,6 +22,8 @@
 
 extern const napi_property_descriptor reply_props[];
 extern const size_t reply_props_count;
+extern const napi_property_descriptor nmap_props[];
+extern const size_t nmap_props_count;
 
 /* ---------- libfuse log capture (so mount errors reach JS) ---------- */
 
@@ -119,6 +122,8 @@ static void call_js(napi_env env, napi_value cb, void *ctx, void *data) {
   pthread_mutex_lock(&s->qlock);
   rec_t *head = s->qhead;
   s->qhead = s->qtail = NULL;
+  note_t *notes = s->nhead;
+  s->nhead = s->ntail = NULL;
   int mounted = s->ev_mounted, failed = s->ev_failed, ended = s->ev_ended;
   s->ev_mounted = s->ev_failed = s->ev_ended = 0;
   conninfo_t c = s->conn;
@@ -151,6 +156,19 @@ static void call_js(napi_env env, napi_value cb, void *ctx, void *data) {
     pthread_mutex_unlock(&s->rlock);
     if (head) flush(&b);
   }
+  while (notes) {
+    note_t *n = notes;
+    notes = n->next;
+    double *d = begin_entry(&b, n->op);
+    d[F_INO] = n->ino;
+    d[F_FH] = n->fh;
+    d[F_OFF] = n->off;
+    d[F_LEN] = n->len;
+    d[F_A] = n->a;
+    d[F_B] = n->b;
+    b.n++;
+    free(n);
+  }
   if (failed) {
     double *d = begin_entry(&b, EV_FAILED);
     d[F_A] = fail_errno;
@@ -173,7 +191,7 @@ static void call_js(napi_env env, napi_value cb, void *ctx, void *data) {
     return;
   }
   pthread_mutex_lock(&s->qlock);
-  int again = s->qhead || s->ev_mounted || s->ev_failed || s->ev_ended;
+  int again = s->qhead || s->nhead || s->ev_mounted || s->ev_failed || s->ev_ended;
   s->wake_pending = again;
   pthread_mutex_unlock(&s->qlock);
   if (again) napi_call_threadsafe_function(s->tsfn, NULL, napi_tsfn_nonblocking);
@@ -271,7 +289,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   s->desc = f64(env, argv[3], &dlen, &s->desc_ref);
   s->scratch = f64(env, argv[4], &slen, &s->scratch_ref);
   s->desc_cap = (uint32_t)(dlen / STRIDE);
-  if (!s->mnt || !s->desc || !s->scratch || s->desc_cap == 0 || slen < SCRATCH_MIN || tables_init(s) != 0) {
+  if (!s->mnt || !s->desc || !s->scratch || s->desc_cap == 0 || slen < SCRATCH_MIN || tables_init(s) != 0 || nmap_init(s) != 0) {
     if (s->desc_ref) napi_delete_reference(env, s->desc_ref);
     if (s->scratch_ref) napi_delete_reference(env, s->scratch_ref);
     session_unref(s);
@@ -376,6 +394,7 @@ static napi_value init(napi_env env, napi_value exports) {
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   napi_define_properties(env, exports, reply_props_count, reply_props);
+  napi_define_properties(env, exports, nmap_props_count, nmap_props);
   return exports;
 }
 

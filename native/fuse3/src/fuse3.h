@@ -46,6 +46,8 @@ enum {
   EV_MOUNTED = 64, /* init done: negotiated connection parameters */
   EV_FAILED,       /* mount(2) failed: errno, message */
   EV_ENDED,        /* the session loop ended (unmounted, aborted or failed) */
+  EV_UNBLOCKED,    /* native map: F_INO disk, F_FH block id: no native request in flight there any more */
+  EV_DEVERR,       /* native map: F_INO disk, F_FH device, F_OFF, F_LEN, F_A errno: a device I/O error */
 };
 
 /* Descriptor fields (Float64Array, STRIDE doubles per request). */
@@ -126,6 +128,14 @@ typedef struct cfg {
   int clone_fd, direct_io, parallel_direct_writes, splice_read, splice_write, async_dio, debug;
 } cfg_t;
 
+/* Something a worker tells JS (native map events), queued under qlock. */
+typedef struct note {
+  double op, ino, fh, off, len, a, b;
+  struct note *next;
+} note_t;
+
+typedef struct nmap nmap_t; /* nmap.h */
+
 typedef struct conninfo {
   unsigned proto_major, proto_minor, capable, want, max_write, max_read, max_background, congestion_threshold;
 } conninfo_t;
@@ -157,6 +167,13 @@ typedef struct session {
   int fail_errno, end_rc;
   char fail_msg[512];
   conninfo_t conn;
+  note_t *nhead, *ntail;
+
+  /* native mapped path (nmap.h); freed when the loop ended, under the alive write lock */
+  nmap_t *nm;
+  atomic_int nat_inflight; /* native requests not answered yet */
+  atomic_int nat_off;      /* unmount drain: new requests go to JS, so nat_inflight only falls */
+  atomic_ullong nat_reads, nat_writes, nat_to_js, nat_queued, nat_errors; /* outlive nm */
 
   /* records (rlock) */
   pthread_mutex_t rlock;
@@ -196,6 +213,7 @@ void rec_sweep(session_t *s);
 slot_t *slot_get(session_t *s);
 slot_t *slot_at(session_t *s, uint32_t idx);
 void slot_unref(slot_t *sl);
+void slot_put(session_t *s, slot_t *sl); /* back to the free pool */
 char *inode_child_path(session_t *s, uint64_t parent, const char *name);
 char *inode_path_dup(session_t *s, uint64_t ino);
 uint64_t inode_get(session_t *s, const char *path, int add_lookup);
@@ -215,6 +233,8 @@ int session_start(session_t *s);
 void session_unmount(session_t *s, int force);
 void session_wake(session_t *s); /* call with qlock held */
 void start_umount_locked(session_t *s); /* call with rlock held */
+void session_drain_check(session_t *s); /* the last native request ended while draining */
+void post_note(session_t *s, int op, double ino, double fh, double off, double len, double a, double b);
 
 /* log capture (addon.c) */
 void log_capture_begin(char *buf, size_t len);

@@ -1,12 +1,15 @@
 /* libfuse low-level handlers (worker threads): turn each request into a record for JS, or answer
- * it here when no JS is needed (init, forget, opendir/releasedir, readdir past offset 0).
+ * it here when no JS is needed (init, forget, opendir/releasedir, readdir past offset 0, reads and
+ * writes of plainly mapped extents: nio.c).
  *
  * Invariants:
- *   - a handler never blocks on JS: it queues and returns, so the worker goes back to /dev/fuse;
+ *   - a handler never blocks on JS: it queues and returns, so the worker goes back to /dev/fuse
+ *     (native reads and writes block only on their device);
  *   - nothing here keeps a pointer into libfuse's per-worker buffers after returning: write data
  *     is copied into a data slot, names into malloc'd paths, fuse_file_info into the record.
  */
 #include "fuse3.h"
+#include "nmap.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -201,6 +204,7 @@ static void ll_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
   session_t *s = S(req);
   if (size > s->slot_size) size = s->slot_size;
+  if (nio_read(s, req, size, off, fi->fh)) return; /* a plainly mapped extent: served here */
   slot_t *sl = slot_get(s);
   if (!sl) {
     fuse_reply_err(req, ENOMEM);
@@ -208,10 +212,7 @@ static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
   }
   rec_t *r = rec_new(s, req, OP_READ);
   if (!r) {
-    pthread_mutex_lock(&s->slock);
-    sl->next_free = s->free_slots;
-    s->free_slots = sl;
-    pthread_mutex_unlock(&s->slock);
+    slot_put(s, sl);
     fuse_reply_err(req, ENOMEM);
     return;
   }
@@ -230,6 +231,7 @@ static void ll_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *buf
     fuse_reply_err(req, EINVAL);
     return;
   }
+  if (nio_write(s, req, bufv, off, fi->fh)) return; /* a plainly mapped extent: served here */
   rec_t *r = new_or_fail(req, OP_WRITE);
   if (!r) return;
   if (!(r->slot = slot_get(s))) {

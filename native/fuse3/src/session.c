@@ -11,6 +11,7 @@
  *     device number.
  */
 #include "fuse3.h"
+#include "nmap.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -21,6 +22,11 @@
 
 void session_unref(session_t *s) {
   if (atomic_fetch_sub(&s->refs, 1) != 1) return;
+  nmap_free(s); /* the loop never ran */
+  for (note_t *n = s->nhead, *next; n; n = next) {
+    next = n->next;
+    free(n);
+  }
   tables_free(s);
   pthread_mutex_destroy(&s->qlock);
   pthread_mutex_destroy(&s->rlock);
@@ -36,6 +42,20 @@ void session_wake(session_t *s) {
   if (s->wake_pending || s->js_gone) return;
   s->wake_pending = 1;
   napi_call_threadsafe_function(s->tsfn, NULL, napi_tsfn_nonblocking);
+}
+
+/* A worker's note for JS (dropped when out of memory: only a lost wakeup of a waiting block,
+ * which then waits for the next note or the end of the session). */
+void post_note(session_t *s, int op, double ino, double fh, double off, double len, double a, double b) {
+  note_t *n = malloc(sizeof(*n));
+  if (!n) return;
+  *n = (note_t){op, ino, fh, off, len, a, b, NULL};
+  pthread_mutex_lock(&s->qlock);
+  if (s->ntail) s->ntail->next = n;
+  else s->nhead = n;
+  s->ntail = n;
+  session_wake(s);
+  pthread_mutex_unlock(&s->qlock);
 }
 
 /* mountinfo escapes space, tab, newline and backslash as \ooo. */
@@ -115,10 +135,19 @@ void start_umount_locked(session_t *s) {
   pthread_attr_destroy(&at);
 }
 
-/* JS thread: drain what is in flight, then unmount (force: do not wait for the drain). */
+/* The last native request in flight ended while draining. */
+void session_drain_check(session_t *s) {
+  pthread_mutex_lock(&s->rlock);
+  if (s->state == ST_DRAINING && s->drain_left == 0 && atomic_load(&s->nat_inflight) == 0) start_umount_locked(s);
+  pthread_mutex_unlock(&s->rlock);
+}
+
+/* JS thread: drain what is in flight (JS records and native requests), then unmount (force: do
+ * not wait for the drain). Requests arriving meanwhile are served, by JS only. */
 void session_unmount(session_t *s, int force) {
   pthread_mutex_lock(&s->rlock);
   if (s->state == ST_MOUNTED) {
+    atomic_store(&s->nat_off, 1);
     uint32_t n = 0;
     for (uint32_t i = 0; i < s->nrec; i++) {
       rec_t *r = &s->chunks[i >> REC_CHUNK_BITS][i & (REC_CHUNK - 1)];
@@ -129,7 +158,7 @@ void session_unmount(session_t *s, int force) {
     }
     s->drain_left = n;
     s->state = ST_DRAINING;
-    if (n == 0) start_umount_locked(s);
+    if (n == 0 && atomic_load(&s->nat_inflight) == 0) start_umount_locked(s);
   }
   if (force && s->state == ST_DRAINING) start_umount_locked(s);
   pthread_mutex_unlock(&s->rlock);
@@ -164,6 +193,7 @@ static void *loop_main(void *arg) {
   }
   pthread_rwlock_wrlock(&s->alive);
   s->dead = 1;
+  nmap_free(s); /* every worker has ended: close our device fds now, before JS closes its own */
   pthread_rwlock_unlock(&s->alive);
   rec_sweep(s);
   pthread_mutex_lock(&s->rlock);

@@ -66,10 +66,7 @@ rec_t *rec_claim(session_t *s, double id) {
 void rec_finish(session_t *s, rec_t *r) {
   pthread_mutex_lock(&s->rlock);
   if (r->slot) {
-    pthread_mutex_lock(&s->slock);
-    r->slot->next_free = s->free_slots;
-    s->free_slots = r->slot;
-    pthread_mutex_unlock(&s->slock);
+    slot_put(s, r->slot);
     r->slot = NULL;
   }
   free(r->name);
@@ -77,7 +74,8 @@ void rec_finish(session_t *s, rec_t *r) {
   r->name = r->name2 = NULL;
   if (r->drain) {
     r->drain = 0;
-    if (s->drain_left > 0 && --s->drain_left == 0 && s->state == ST_DRAINING) start_umount_locked(s);
+    if (s->drain_left > 0 && --s->drain_left == 0 && s->state == ST_DRAINING && atomic_load(&s->nat_inflight) == 0)
+      start_umount_locked(s);
   }
   r->state = R_FREE;
   r->gen++;
@@ -132,6 +130,13 @@ slot_t *slot_get(session_t *s) {
 fail:
   pthread_mutex_unlock(&s->slock);
   return NULL;
+}
+
+void slot_put(session_t *s, slot_t *sl) {
+  pthread_mutex_lock(&s->slock);
+  sl->next_free = s->free_slots;
+  s->free_slots = sl;
+  pthread_mutex_unlock(&s->slock);
 }
 
 slot_t *slot_at(session_t *s, uint32_t idx) {

@@ -29,6 +29,10 @@ export const OP = {
   EV_MOUNTED: 64,
   EV_FAILED: 65,
   EV_ENDED: 66,
+  /** Native map: F.INO disk, F.FH block id: no native request is in flight in the blocked range any more. */
+  EV_UNBLOCKED: 67,
+  /** Native map: F.INO disk, F.FH device, F.OFF, F.LEN, F.A errno: a device I/O error (answered EIO already). */
+  EV_DEVERR: 68,
 } as const
 
 /** Descriptor fields: STRIDE doubles per request in the shared Float64Array. */
@@ -121,4 +125,35 @@ export interface Fuse3Addon {
   replyReaddir(h: Handle, id: number, names: string[], types?: number[]): boolean
   slotBuffer(h: Handle, slot: number): Buffer
   version(): number
+
+  // The native mapped path (native/fuse3/src/nmap*.c); every call is a no-op once the loop ended.
+  /** Device id reads and writes through (a dup of) fd; fd < 0 forgets it. */
+  mapDevice(h: Handle, device: number, fd: number): boolean
+  /** Make or update a disk (extents past size are dropped). */
+  mapDisk(h: Handle, disk: number, size: number, readonly: boolean, sparse: boolean): boolean
+  /** [lo, hi) maps exactly these extents ([vstart, vend, pstart, device, readOnly] × n); block (if not 0) is lifted. */
+  mapApply(h: Handle, disk: number, lo: number, hi: number, extents: Float64Array, n: number, block: number): boolean
+  /** Block [start, end): > 0 wait for EV_UNBLOCKED(id); < 0 nothing in flight (-id is the block); 0 no such disk. */
+  mapBlock(h: Handle, disk: number, start: number, end: number): number
+  mapUnblock(h: Handle, disk: number, block: number): void
+  mapRemove(h: Handle, disk: number): void
+  fhBind(h: Handle, fh: number, disk: number): boolean
+  fhUnbind(h: Handle, fh: number): void
+  /** Device ids written natively since the last pull; null: every device. */
+  mapPull(h: Handle, disk: number): number[] | null
+  mapEnable(h: Handle, on: boolean): void
+  mapStats(h: Handle): Partial<NativeStats>
+}
+
+export interface NativeStats {
+  reads: number
+  writes: number
+  /** Reads and writes the native path looked at and handed to JS. */
+  toJs: number
+  /** Requests that waited for a worker of their device. */
+  queued: number
+  errors: number
+  extents: number
+  /** Bytes of C extent arrays (capacity). */
+  extentBytes: number
 }

@@ -19,7 +19,8 @@ export interface Fuse3Options {
   /** Requests the kernel keeps in flight in the background (async direct I/O counts; default 64). */
   maxBackground?: number
   congestionThreshold?: number
-  /** libfuse worker threads (default 8); they only queue requests, so few suffice. */
+  /** libfuse worker threads (default 64): they queue requests for JS, and do the native mapped path's
+   *  device I/O (a device holds at most a quarter of them; its other requests queue). */
   maxThreads?: number
   maxIdleThreads?: number
   /** One /dev/fuse fd per worker (default true). */
@@ -53,8 +54,8 @@ export function nativeConfig(opts: Fuse3Options): { config: NativeConfig; option
     maxRead: opts.maxRead ?? MiB,
     maxBackground: opts.maxBackground ?? 64,
     congestionThreshold: opts.congestionThreshold ?? 48,
-    maxThreads: opts.maxThreads ?? 8,
-    maxIdleThreads: opts.maxIdleThreads ?? opts.maxThreads ?? 8,
+    maxThreads: opts.maxThreads ?? 64,
+    maxIdleThreads: opts.maxIdleThreads ?? Math.min(opts.maxThreads ?? 64, 16),
     cloneFd: opts.cloneFd ?? true,
     directIo: opts.directIo ?? true,
     parallelDirectWrites: opts.parallelDirectWrites ?? false,

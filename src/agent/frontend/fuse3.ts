@@ -9,7 +9,9 @@
 //   * unmount(cb) lets the requests in flight be answered first, then unmounts (a mount still held
 //     open is aborted and detached after drainTimeoutMs at the latest); cb runs once the FUSE loop
 //     has ended;
-//   * the inode table lives in the addon: ino per path, stable for the life of the mount.
+//   * the inode table lives in the addon: ino per path, stable for the life of the mount;
+//   * reads and writes of plainly mapped extents may be served in the addon's worker threads
+//     (attachNative, native-map.ts) and never reach this thread.
 
 import fs from 'node:fs'
 import path from 'node:path'
@@ -41,6 +43,18 @@ export interface Fuse3Conn {
 }
 
 type Cb = (err: Error | null) => void
+
+/** What a native-path client (native-map.ts) gets: the addon and the session, and the events for it. */
+export interface NativeSession {
+  addon: Fuse3Addon
+  h: Handle
+}
+export interface NativeClient {
+  /** EV_UNBLOCKED / EV_DEVERR, as they arrive. */
+  onEvent(op: number, d: Float64Array, o: number): void
+  /** The FUSE loop ended: no native request will run again. */
+  onEnded(): void
+}
 type State = 'idle' | 'mounting' | 'mounted' | 'unmounting' | 'ended'
 type LooseOps = Record<string, (...args: never[]) => void>
 
@@ -64,6 +78,7 @@ export class Fuse3 {
   private mountErr: Error | null = null
   private unmountCbs: Cb[] = []
   private ctx: Ctx | null = null
+  private native: NativeClient | null = null
 
   constructor(mnt: string, ops: Fuse3Handlers | LooseOps, opts: Fuse3Options = {}) {
     this.mnt = mnt
@@ -117,6 +132,13 @@ export class Fuse3 {
     timer.unref()
   }
 
+  /** The session for the native mapped path (once mount() was called and until the loop ended), or null. */
+  attachNative(client: NativeClient): NativeSession | null {
+    if (!this.addon || !this.h || this.state === 'ended' || this.state === 'idle') return null
+    this.native = client
+    return { addon: this.addon, h: this.h }
+  }
+
   private slot(i: number): Buffer {
     let b = this.slots[i]
     if (!b) b = this.slots[i] = this.addon!.slotBuffer(this.h!, i)
@@ -162,9 +184,14 @@ export class Fuse3 {
       const err = new Error(`fuse3: cannot mount ${this.mnt}: ${msg.trim()}`) as NodeJS.ErrnoException
       err.errno = d[o + F.A]!
       this.mountErr = err
+    } else if (op === OP.EV_UNBLOCKED || op === OP.EV_DEVERR) {
+      this.native?.onEvent(op, d, o)
     } else if (op === OP.EV_ENDED) {
       const was = this.state
       this.state = 'ended'
+      const native = this.native
+      this.native = null
+      native?.onEnded()
       if (was === 'mounting') this.finishMount(this.mountErr ?? new Error(`fuse3: ${this.mnt}: the FUSE session ended before INIT`))
       const cbs = this.unmountCbs
       this.unmountCbs = []

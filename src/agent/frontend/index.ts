@@ -3,10 +3,11 @@
 // options (MOUNT_OPTIONS + extras; Fuse3 maps the libfuse-2-only ones); asking for libfuse3 when
 // it is not built is an error, never a silent fallback.
 //
-// Difference the agent must know before defaulting to libfuse3: libfuse 3 implements auto_unmount
-// only through fusermount3 (not installed: the Debian fuse3 package would remove fuse), so a
-// SIGKILLed libfuse3 agent leaves its mount answering ENOTCONN until the next start clears it
-// (prepareMountpoint); fuse-native's fusermount removes it at once.
+// Difference between them after a crash: libfuse 3 implements auto_unmount only through
+// fusermount3 (not installed: the Debian fuse3 package would remove fuse), so a SIGKILLed
+// libfuse3 agent leaves its mount answering ENOTCONN until the next `vstor mount` or
+// `vstor unmount` on it clears it (prepareMountpoint, unmountAgent); fuse-native's fusermount
+// removes it at once.
 
 import { VstorError } from '../../errors'
 import { Fuse3, fuse3Available } from './fuse3'

@@ -1,0 +1,87 @@
+// The native mapped path's blocking protocol against a real mount (libfuse3, the default): a
+// table change over a native request in flight waits for it, a change elsewhere does not; a
+// removed disk's open fds get EIO. dev2 is nbdkit behind nbdfuse, so a SIGSTOP holds a native
+// read in flight for as long as the test likes.
+
+import assert from 'node:assert/strict'
+import fs from 'node:fs'
+import { test } from 'node:test'
+import { fuse3Available } from '../../src/agent/frontend/fuse3'
+import { unmountAgent } from '../../src/agent/index'
+import { MiB } from '../../src/size'
+import { Flag } from '../../src/table/table'
+import { spawnBg } from '../helpers/proc'
+import { canMount, ext, setup, sh, waitFor } from './mountkit'
+
+function requireNative(t: import('node:test').TestContext): boolean {
+  if (!canMount(t)) return false
+  if (fuse3Available()) return true
+  if (process.env.CI) throw new Error('native/fuse3 is not built (bin/setup builds it); under CI this is a failure')
+  t.skip('needs native/fuse3 built (bin/setup)')
+  return false
+}
+
+/** Threads of pid blocked in the kernel (state D). */
+function blocked(pid: number): number {
+  let n = 0
+  for (const task of fs.readdirSync(`/proc/${pid}/task`)) {
+    try {
+      if (/\) D /.test(fs.readFileSync(`/proc/${pid}/task/${task}/stat`, 'utf8'))) n++
+    } catch {
+      // the thread ended
+    }
+  }
+  return n
+}
+
+const settled = (p: Promise<unknown>, ms: number): Promise<boolean> =>
+  Promise.race([p.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), ms))])
+
+test('native: a table change waits for the native read in flight in its range; a change elsewhere does not', async (t) => {
+  if (!requireNative(t)) return
+  const s = await setup(t, { slowDev2: true })
+  await s.startAgent()
+  const q = await sh('qemu-io', ['-f', 'raw', '-c', 'write -P 0x71 2M 64k', s.img])
+  assert.equal(q.code, 0, q.out)
+  await sh('dd', [`if=${s.dev2}`, 'iflag=nocache', 'count=0']) // the read must reach nbdkit
+  const agent = s.child()!.pid!
+
+  process.kill(s.nbdkit, 'SIGSTOP')
+  const reader = spawnBg('python3', [
+    '-c',
+    'import os,sys,mmap; fd=os.open(sys.argv[1], os.O_RDONLY|os.O_DIRECT); m=mmap.mmap(-1, 4096); os.preadv(fd, [m], 2*1048576+8192); sys.stdout.write(m[:4].hex())',
+    s.img,
+  ])
+  await waitFor('the native read blocked on dev2', async () => blocked(agent) >= 1)
+
+  // [0, 1M) on dev1: nothing of it in flight, so the change is applied at once.
+  await s.ctl.update('d', 0, MiB, [ext(0, MiB, 1, MiB, Flag.NoWrite)])
+  // [2M, 3M) holds the read: the change waits for it.
+  const change = s.ctl.update('d', 2 * MiB, 3 * MiB, [ext(2 * MiB, MiB, 2, MiB, Flag.NoWrite)])
+  assert.equal(await settled(change, 1000), false, 'the change was applied under a native read in flight')
+  process.kill(s.nbdkit, 'SIGCONT')
+  await change
+  const r = await reader.done
+  assert.equal(r.code, 0, r.stderr)
+  assert.equal(r.stdout, '71717171')
+  await unmountAgent(s.mnt, s.socket)
+})
+
+test('native: open fds of a removed disk get EIO; a native write before it landed', async (t) => {
+  if (!requireNative(t)) return
+  const s = await setup(t)
+  await s.startAgent()
+  const fh = await fs.promises.open(s.img, 'r+')
+  try {
+    assert.equal((await fh.write(Buffer.alloc(4096, 0x72), 0, 4096, 4096)).bytesWritten, 4096)
+    assert.equal((await fh.read(Buffer.alloc(4096), 0, 4096, 4096)).bytesRead, 4096)
+    await s.ctl.removeDisk('d')
+    await assert.rejects(fh.read(Buffer.alloc(4096), 0, 4096, 4096), { code: 'EIO' })
+    await assert.rejects(fh.write(Buffer.alloc(4096), 0, 4096, 0), { code: 'EIO' })
+  } finally {
+    await fh.close()
+  }
+  const dev = await fs.promises.readFile(s.dev1)
+  assert.ok(dev.subarray(MiB + 4096, MiB + 8192).every((b) => b === 0x72))
+  await unmountAgent(s.mnt, s.socket)
+})
