@@ -53,7 +53,7 @@ test('a snapshot every second under fio verify: each one is the disk at its mome
   for (let i = 0; i < SNAPSHOTS; i++) {
     await sleep(Math.max(0, start + (i + 1) * 1000 - Date.now())) // pacing: one a second, not a wait for a condition
     if (fio.child.exitCode !== null) assert.fail(`fio exited before snapshot ${i}: ${(await fio.done).stdout}`)
-    const resume = await pauseIo(pid)
+    const resume = await pauseIo(pid, img)
     try {
       await conn.call('disk.snapshot', { name: 'o', snapshot: `s${i}` })
       const snap = v.image(`s${i}`)

@@ -198,7 +198,13 @@ export async function vstorInstance(t: TestContext, opts: { prefix?: string } = 
     },
     makeFile,
     async mount(extra = []) {
-      fs.mkdirSync(mnt, { recursive: true })
+      // a dead mount (a killed agent) answers ENOTCONN here: vstor mount clears it itself
+      try {
+        fs.mkdirSync(mnt, { recursive: true })
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code
+        if (code !== 'ENOTCONN' && code !== 'ECONNABORTED') throw e
+      }
       const r = await run(['mount', mnt, ...extra])
       await notePids()
       return r

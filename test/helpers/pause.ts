@@ -1,12 +1,16 @@
 // Pausing an I/O generator (fio with ioengine=io_uring) so that nothing it
-// submitted is still in flight: SIGSTOP, then poll the ring's counters.
+// submitted is still in flight: SIGSTOP, then poll the FUSE connection of the
+// image's mount until it has no request outstanding.
 //
-// Invariant: a stopped process submits nothing new, and its io_uring
-// fdinfo shows SqHead (entries the kernel consumed) and CqTail (completions
-// the kernel posted); when they are equal on every ring, every request it
-// submitted has completed, so the files it writes no longer change until
-// SIGCONT. (A blind sleep would only make that likely.)
+// Invariant: a stopped process submits nothing new, and the FUSE connection's
+// `waiting` count (fusectl, /sys/fs/fuse/connections/N/waiting) covers every
+// request the kernel sent the agent and the agent has not answered; at 0 every
+// write the process submitted has reached the disk, so the image no longer
+// changes until SIGCONT. (Its io_uring ring may still hold completions: with
+// asynchronous direct I/O the kernel posts them in the stopped task's context,
+// so the ring's counters cannot tell. A blind sleep would only make it likely.)
 
+import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
 import { waitFor } from './proc'
 
@@ -34,21 +38,24 @@ export function rings(pid: number): Ring[] {
   return out
 }
 
-/** Requests submitted and not completed, over every ring of the process. */
-export function inFlight(pid: number): number {
-  const rs = rings(pid)
-  if (rs.length === 0) throw new Error(`pid ${pid} has no io_uring (run fio with --ioengine=io_uring)`)
-  const bad = rs.find((r) => !Number.isFinite(r.sqHead) || !Number.isFinite(r.cqTail))
-  if (bad) throw new Error(`cannot read SqHead/CqTail in /proc/${pid}/fdinfo/${bad.fd}`)
-  return rs.reduce((n, r) => n + ((r.sqHead - r.cqTail) >>> 0), 0)
+const FUSECTL = '/sys/fs/fuse/connections'
+
+/** Requests the FUSE connection serving `file` has outstanding (fusectl is mounted if it is not). */
+export function fuseWaiting(file: string): number {
+  if (!fs.existsSync(`${FUSECTL}`) || fs.readdirSync(FUSECTL).length === 0) {
+    execFileSync('mount', ['-t', 'fusectl', 'none', FUSECTL], { stdio: 'ignore' })
+  }
+  const dev = fs.statSync(file).dev
+  const minor = (dev & 0xff) | ((dev >> 12) & 0xfff00)
+  return Number(fs.readFileSync(`${FUSECTL}/${minor}/waiting`, 'utf8').trim())
 }
 
-/** SIGSTOP pid and wait until none of its io_uring requests is in flight. Returns a resume function. */
-export async function pauseIo(pid: number): Promise<() => void> {
+/** SIGSTOP pid and wait until the mount serving `image` has no request of it outstanding. Returns a resume function. */
+export async function pauseIo(pid: number, image: string): Promise<() => void> {
   process.kill(pid, 'SIGSTOP')
   const resume = (): void => void process.kill(pid, 'SIGCONT')
   try {
-    await waitFor(`no I/O of pid ${pid} in flight`, () => inFlight(pid) === 0, 30_000, 5)
+    await waitFor(`no I/O of pid ${pid} in flight on ${image}`, () => fuseWaiting(image) === 0, 30_000, 5)
   } catch (e) {
     resume()
     throw e
