@@ -21,7 +21,10 @@ export function parseSize(text: string, what = 'size'): number {
   return bytes
 }
 
-/** 1536 -> "1.5K", 10737418240 -> "10G"; exact values print without decimals. */
+/**
+ * 1536 -> "1.5K", 10737418240 -> "10G"; exact values print without decimals, and a value the
+ * decimals would round that is a whole number of the next smaller unit prints in it ((4G - 1M) -> "4095M").
+ */
 export function formatSize(bytes: number): string {
   const suffixes = ['', 'K', 'M', 'G', 'T', 'P']
   let i = 0
@@ -29,6 +32,11 @@ export function formatSize(bytes: number): string {
   while (Math.abs(v) >= 1024 && i < suffixes.length - 1) {
     v /= 1024
     i++
+  }
+  const shown = Number(v.toFixed(Math.abs(v) < 10 ? 2 : 1))
+  if (shown !== v && i > 0 && Number.isInteger(v * 1024) && Math.abs(v * 1024) < 100_000) {
+    v *= 1024
+    i--
   }
   const s = Number.isInteger(v) ? String(v) : v.toFixed(v < 10 ? 2 : 1).replace(/\.?0+$/, '')
   return s + (suffixes[i] ?? '')
