@@ -62,8 +62,8 @@ export default class Mount extends VstorCommand {
     }),
     fuse: Flags.string({
       description:
-        'FUSE front end: libfuse3 (native/fuse3: concurrent libaio direct I/O, 1 MiB requests, fallocate, SEEK_DATA/SEEK_HOLE) or ' +
-        'fuse-native (libfuse 2, the default for now: its auto_unmount clears the mount of a killed agent)',
+        'FUSE front end: libfuse3 (native/fuse3, the default when bin/setup built it: concurrent libaio direct I/O, 1 MiB requests, ' +
+        'fallocate, SEEK_DATA/SEEK_HOLE, mapped I/O in its worker threads) or fuse-native (libfuse 2: the fallback, without those)',
       options: ['libfuse3', 'fuse-native'],
     }),
   }
