@@ -25,8 +25,10 @@ function logTail(file: string, lines = 10): string {
 }
 
 export function spawnDetached(opts: { args: string[]; logFile: string; readyTimeoutMs: number }): Promise<{ pid: number }> {
-  fs.mkdirSync(path.dirname(opts.logFile), { recursive: true })
-  const log = fs.openSync(opts.logFile, 'a')
+  // Logs name disks, devices and paths: root only, like the database.
+  fs.mkdirSync(path.dirname(opts.logFile), { recursive: true, mode: 0o700 })
+  const log = fs.openSync(opts.logFile, 'a', 0o600)
+  fs.fchmodSync(log, 0o600) // a log made by an older vstor
   const child = spawn(process.execPath, [vstorBin(), ...opts.args], {
     detached: true,
     stdio: ['ignore', log, log, 'pipe'],

@@ -159,9 +159,9 @@ async function serve(opts: AgentOptions): Promise<void> {
     })())
   try {
     for (const name of state.disks.keys()) await fs.promises.stat(path.join(mnt, `${name}.img`))
-    await fs.promises.mkdir(path.dirname(pidFile), { recursive: true })
+    await fs.promises.mkdir(path.dirname(pidFile), { recursive: true, mode: 0o700 })
     const info: PidFile = { pid: process.pid, mountpoint: mnt, socket, agentId, startedAt: new Date().toISOString() }
-    await fs.promises.writeFile(pidFile, JSON.stringify(info) + '\n')
+    await fs.promises.writeFile(pidFile, JSON.stringify(info) + '\n', { mode: 0o600 })
   } catch (e) {
     await stop('start failed')
     throw new VstorError('MOUNT_FAILED', `mounted ${mnt} but the images are not visible: ${(e as Error).message}`)

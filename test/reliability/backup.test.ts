@@ -63,6 +63,15 @@ test('online backups while agents work, a restore that brings the same disks bac
     for (const f of files) assert.equal(mode(path.join(v.dataDir, f)).toString(8), '600', f)
   })
 
+  await t.test("the agent's log and pid files are 0600", async () => {
+    const files = fs.readdirSync(v.agentsDir)
+    assert.ok(
+      files.some((f) => f.endsWith('.log')),
+      `an agent log in ${v.agentsDir}: ${files.join(', ')}`,
+    )
+    for (const f of files) assert.equal(mode(path.join(v.agentsDir, f)).toString(8), '600', f)
+  })
+
   await t.test('restore: the same disks and maps come back; space written after the backup is zeroed before reuse', async () => {
     const backup = path.join(v.dir, 'restore-me.db')
     await v.run(['controller', 'backup', backup])
