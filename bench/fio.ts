@@ -17,10 +17,10 @@ export interface Run {
   stderr: string
 }
 
-/** Run a command to completion; never rejects (exit code 1 when it could not run). */
-export function run(cmd: string, args: string[], timeoutMs = 60_000): Promise<Run> {
+/** Run a command to completion (env: the whole environment, default ours); never rejects (exit code 1 when it could not run). */
+export function run(cmd: string, args: string[], timeoutMs = 60_000, env?: NodeJS.ProcessEnv): Promise<Run> {
   return new Promise((resolve) => {
-    execFile(cmd, args, { timeout: timeoutMs, maxBuffer: 64 * 2 ** 20 }, (err, stdout, stderr) => {
+    execFile(cmd, args, { timeout: timeoutMs, maxBuffer: 64 * 2 ** 20, env }, (err, stdout, stderr) => {
       const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0
       resolve({ code, stdout: String(stdout), stderr: String(stderr) })
     })

@@ -1,6 +1,7 @@
 // Metadata micro-benchmarks: table lookups, full table push over the socket, thin first-write
 // fault round trip, controller request latency, push fan-out to many agents and the fault round
-// trip over TLS (remote.ts), snapshot time against extent count and the copy-on-write fault round trip (snap.ts).
+// trip over TLS (remote.ts), snapshot time against extent count and the copy-on-write fault round trip (snap.ts),
+// the agent's memory per disk and per extent (memory.ts).
 //
 // Invariants:
 //   * each section is independent: a failure is recorded as { error } in its slot and the others
@@ -15,11 +16,13 @@ import { LABEL_AREA, PROTOCOL_VERSION, UNIT } from '../src/config'
 import { connect, listen, type Connection } from '../src/protocol/connection'
 import { Table, type Extent } from '../src/table/table'
 import { run, runUnitWrites } from './fio'
+import { runMemory, type MemoryResult } from './memory'
 import { runRemote, type RemoteResult } from './remote'
 import { runCowFaults, runSnapshotScale, type CowResult, type ScalePoint } from './snap'
 import { runTableBench, type TableBench } from './table'
 import { median, percentile } from './report'
-import { VSTOR_BIN, type Vstor } from './targets'
+import { VSTOR_BIN, type Cleanup } from './targets'
+import type { Vstor } from './vstor'
 
 export interface Failed {
   error: string
@@ -58,6 +61,8 @@ export interface MetaResult {
   snapshot?: ScalePoint[] | Failed
   /** A 4k write into each shared unit of a snapshotted disk: one 1 MiB copy each. */
   cow?: CowResult | Failed
+  /** Agent RSS per disk and per extent (bench/memory.ts). */
+  memory?: MemoryResult | Failed
 }
 
 async function attempt<T>(what: string, fn: () => Promise<T>): Promise<T | Failed> {
@@ -184,9 +189,11 @@ async function cliBench(vstor: Vstor, requests: number): Promise<CliResult> {
 export interface MetaOptions {
   vstor: Vstor | null // null when the vstor targets could not start
   quick: boolean
+  /** The run's teardown (the memory benchmark's own controller and agent register there for signals). */
+  cleanup: Cleanup
 }
 
-export async function runMeta({ vstor, quick }: MetaOptions): Promise<MetaResult> {
+export async function runMeta({ vstor, quick, cleanup }: MetaOptions): Promise<MetaResult> {
   const noVstor = { error: 'vstor instance did not start' }
   const table = await attempt('table lookups', runTableBench)
   const push = await attempt('1M-extent table push', () => pushBench(2 ** 20, quick ? 2 : 3))
@@ -195,5 +202,6 @@ export async function runMeta({ vstor, quick }: MetaOptions): Promise<MetaResult
   const remote = await attempt('push fan-out to 1/10/100 agents, fault round trip over TLS and the socket', () => runRemote(quick))
   const snapshot = await attempt('snapshot time against extent count', () => runSnapshotScale([1000, 10_000, 100_000], quick ? 2 : 3))
   const cow = vstor ? await attempt('copy-on-write fault round trip', () => runCowFaults(vstor, quick ? 100 : 200)) : noVstor
-  return { table, push, fault, cli, remote, snapshot, cow }
+  const memory = await attempt('agent memory per disk and per extent', () => runMemory(cleanup, quick))
+  return { table, push, fault, cli, remote, snapshot, cow, memory }
 }

@@ -17,7 +17,8 @@ import path from 'node:path'
 import { LABEL_AREA } from '../src/config'
 import type { DiskMap, JobInfo } from '../src/protocol/messages'
 import { prefill, run } from './fio'
-import { sleep, waitFor, type Vstor } from './targets'
+import { sleep, waitFor } from './targets'
+import type { Vstor } from './vstor'
 
 const MiB = 2 ** 20
 const median = (xs: number[]): number => {

@@ -7,6 +7,8 @@ import fs from 'node:fs'
 import path from 'node:path'
 import type { JobSpec, VerifyResult } from './fio'
 import type { MetaResult } from './meta'
+import { checkLines, mdTable, pad, ratioRows, valueRows, verifyLine, type Check } from './compare'
+import { memoryLines } from './memory'
 import { movesLines, type MovesResult } from './moves'
 import type { Dist, RemoteResult } from './remote'
 import type { TargetKey } from './targets'
@@ -68,58 +70,13 @@ export interface BenchResult {
   meta: MetaResult | null
   moves: MovesResult | { error: string } | null
   profile: Record<string, ProfileSummary> | null
+  /** The front-end targets (compare.ts checks()), as the report printed them; absent in older results. */
+  checks?: Check[]
   errors: string[]
 }
 
 export function cell(runs: number[], failed: number): Cell {
   return { runs, best: runs.length ? Math.max(...runs) : 0, median: median(runs), failed }
-}
-
-const KEYS: TargetKey[] = ['raw', 'qsd', 'thick', 'thin']
-
-function num(v: number | undefined, metric: string): string {
-  if (v === undefined || !Number.isFinite(v) || v === 0) return '-'
-  return metric === 'IOPS' ? Math.round(v).toString() : v.toFixed(0)
-}
-function ratio(a: Cell | undefined, b: Cell | undefined): string {
-  if (!a || !b || !a.median || !b.median) return '-'
-  return (a.median / b.median).toFixed(2)
-}
-
-function pad(rows: string[][]): string {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)))
-  return rows.map((r) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ')).join('\n')
-}
-
-/** Rows of the main table: median (best) per target, then ratios of medians. */
-function jobRows(res: BenchResult): string[][] {
-  const head = ['job', 'raw', 'qsd', 'thick', 'thin', 'thick/raw', 'thick/qsd', 'thin/raw', 'thin/qsd']
-  const rows = [head]
-  for (const j of res.jobs) {
-    const t = j.targets
-    const vals = KEYS.map((k) => {
-      const c = t[k]
-      if (!c) return '-'
-      const fail = c.failed ? ` !${c.failed}` : ''
-      return `${num(c.median, j.metric)} (${num(c.best, j.metric)})${fail}`
-    })
-    rows.push([
-      `${j.label} [${j.metric}]`,
-      ...vals,
-      ratio(t.thick, t.raw),
-      ratio(t.thick, t.qsd),
-      ratio(t.thin, t.raw),
-      ratio(t.thin, t.qsd),
-    ])
-  }
-  return rows
-}
-
-function verifyLine(res: BenchResult): string {
-  return KEYS.map((k) => {
-    const v = res.verify[k]
-    return `${k}: ${v ? (v.verified ? 'yes' : 'no') : '-'}`
-  }).join(', ')
 }
 
 const fmt = (v: number, d = 2): string => (Number.isFinite(v) ? v.toFixed(d) : '-')
@@ -163,6 +120,7 @@ export function metaLines(meta: MetaResult | null): string[] {
         `'vstor disk list' process: median ${fmt(c.diskListMedianMs, 0)} ms of 5`,
     )
   out.push(...snapLines(meta))
+  out.push(...memoryLines(meta.memory))
   return out
 }
 
@@ -220,11 +178,18 @@ export function printReport(res: BenchResult): void {
       ? []
       : [
           `size ${res.config.size / 2 ** 20} MiB per target, runtime ${res.config.runtime} s per job, ${res.config.rounds} rounds interleaved; median (best)`,
+          `fn: fuse-native (libfuse 2), js: libfuse3 all JS, thick: libfuse3 + native mapped path (the same thick disk, one agent each); thin: first writes`,
           '',
-          pad(jobRows(res)),
+          pad(valueRows(res)),
+          '',
+          'ratios of medians:',
+          pad(ratioRows(res)),
+          '',
+          'front-end targets:',
+          ...checkLines(res).map((l) => `  ${l}`),
           '',
           `data verified (crc32c, 4k randwrite QD16, ${res.config.verifySize / 2 ** 20} MiB): ${verifyLine(res)}`,
-          ...KEYS.flatMap((k) => (res.verify[k] && !res.verify[k]!.verified ? [`  ${k}: ${res.verify[k]!.detail}`] : [])),
+          ...Object.entries(res.verify).flatMap(([k, v]) => (v && !v.verified ? [`  ${k}: ${v.detail}`] : [])),
         ]),
     '',
     ...metaLines(res.meta),
@@ -251,23 +216,26 @@ export function writeResults(root: string, res: BenchResult, suffix = ''): strin
 /** The markdown that goes between the README markers. */
 export function markdown(res: BenchResult, resultFile: string): string {
   const m = res.machine
-  const rows = jobRows(res)
-  const table = [
-    `| ${rows[0]!.join(' | ')} |`,
-    `|${rows[0]!.map((_, i) => (i === 0 ? ' --- ' : ' ---: ')).join('|')}|`,
-    ...rows.slice(1).map((r) => `| ${r.join(' | ')} |`),
-  ]
   return [
     `Measured with \`npm run bench\` (${res.mode} run, ${res.date}) on ${m.cores} cores, kernel ${m.kernel}, ${m.fio}, node ${m.node}, ${m.qemu}; load average ${m.loadAvg.join(' ')} at start.`,
-    `Targets: a raw file, a qemu-storage-daemon FUSE export of a raw file, a vstor image on a thick disk, and a vstor image on a`,
-    `freshly created thin disk (write passes are first writes). ${res.config.rounds} interleaved rounds of ${res.config.runtime} s per job;`,
-    `cells are median (best); ratios use medians. Raw numbers: \`${resultFile}\`.`,
+    `Targets: a raw file (raw), a qemu-storage-daemon FUSE export of a raw file (qsd), one vstor thick disk through three front ends,`,
+    `one agent each on the same controller (fn: fuse-native, libfuse 2; js: libfuse3 with every request through JS, VSTOR_NATIVE_MAP=0;`,
+    `thick: libfuse3 with the native mapped path, the default), and a vstor image on a freshly created thin disk (write passes are first`,
+    `writes). ${res.config.rounds} interleaved rounds of ${res.config.runtime} s per job; cells are median (best). Raw numbers: \`${resultFile}\`.`,
     '',
-    ...table,
+    ...mdTable(valueRows(res)),
+    '',
+    'Ratios of medians:',
+    '',
+    ...mdTable(ratioRows(res)),
+    '',
+    'Front-end targets:',
+    '',
+    ...checkLines(res).map((l) => `- ${l}`),
     '',
     `Data verified (fio crc32c, 4k randwrite QD16): ${verifyLine(res)}.`,
     '',
-    ...[...metaLines(res.meta), ...movesLines(res.moves)].map((l) => (l.startsWith('  ') ? `    ${l.trim()}` : `- ${l}`)),
+    ...[...metaLines(res.meta), ...movesLines(res.moves)].map((l) => (l.startsWith('  ') ? `  ${l.trim()}` : `- ${l}`)),
   ].join('\n')
 }
 
@@ -280,7 +248,7 @@ export function updateReadme(root: string, md: string): boolean {
   const end = text.indexOf('<!-- bench:end -->')
   if (start < 0 || end < start) return false
   const head = text.slice(0, start + '<!-- bench:start -->'.length)
-  fs.writeFileSync(file, `${head}\n${md}\n${text.slice(end)}`)
+  fs.writeFileSync(file, `${head}\n\n${md}\n\n${text.slice(end)}`) // blank lines around: as prettier has it
   return true
 }
 

@@ -1,10 +1,13 @@
-// Benchmark entry: `npm run bench` (full, ~10 min) or `node dist/bench/run.js --quick` (< 2 min).
-// Options: --quick, --targets=raw,qsd,thick,thin (subset), --no-meta, --moves (only the move
-// benchmarks, bench/moves.ts; the full run has them too), --no-moves, --profile (agent under
-// node --cpu-prof, top self-time functions in the report), --readme (write the README section).
+// Benchmark entry: `npm run bench` (full, ~12 min) or `node dist/bench/run.js --quick` (~3 min).
+// Options: --quick, --targets=raw,qsd,fn,js,thick,thin (subset), --no-meta, --moves (only the move
+// benchmarks, bench/moves.ts; the full run has them too), --no-moves, --profile (controller and
+// agents under node --cpu-prof, top self-time functions in the report), --readme (write the README section).
 //
 // Invariants:
 //   * jobs run interleaved: for each round, for each job, every target in order (a,b,c,d,a,b,c,d…);
+//   * the thick disk is served by one agent per front end (thick, js, fn: bench/vstor.ts) through the
+//     fio jobs and the verify passes; the js and fn agents are stopped before the meta and move
+//     benchmarks, which see one agent as before;
 //   * every temp file, mount and process is torn down by Cleanup, on success, error and signals;
 //   * the result JSON is written even when some targets failed (their errors are listed in it).
 
@@ -12,6 +15,7 @@ import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
+import { checks } from './compare'
 import { isWrite, JOBS, runJob, runVerify } from './fio'
 import { runMeta, type MetaResult } from './meta'
 import { runMoves } from './moves'
@@ -27,7 +31,8 @@ import {
   type Machine,
   type ProfileSummary,
 } from './report'
-import { Cleanup, ROOT, setupQsd, setupRaw, Vstor, type Target, type TargetKey } from './targets'
+import { Cleanup, ROOT, setupQsd, setupRaw, TARGET_KEYS, type Target, type TargetKey } from './targets'
+import { Vstor } from './vstor'
 
 const MiB = 2 ** 20
 
@@ -63,7 +68,7 @@ interface Options {
 }
 
 function parseArgs(argv: string[]): Options {
-  const all: TargetKey[] = ['raw', 'qsd', 'thick', 'thin']
+  const all: TargetKey[] = [...TARGET_KEYS]
   let keys = all
   for (const a of argv) {
     if (a.startsWith('--targets=')) keys = a.slice('--targets='.length).split(',') as TargetKey[]
@@ -120,7 +125,12 @@ async function main(): Promise<number> {
   // Runs after the agent exited (it writes its profile on exit) and before the temp dir goes.
   if (profileDir) {
     const summary = (who: string): ProfileSummary => summarizeProfiles(path.join(profileDir, who))
-    cleanup.add('profile summary', () => void (res.profile = { agent: summary('agent'), controller: summary('controller') }))
+    const whos = ['agent', 'agent-js', 'agent-fn', 'controller']
+    cleanup.add(
+      'profile summary',
+      () =>
+        void (res.profile = Object.fromEntries(whos.filter((w) => fs.existsSync(path.join(profileDir, w))).map((w) => [w, summary(w)]))),
+    )
   }
 
   try {
@@ -137,15 +147,17 @@ async function main(): Promise<number> {
     }
     if (want('raw')) await tryStart('raw file', async () => void targets.push(await setupRaw(dir, size)))
     if (want('qsd')) await tryStart('qemu-storage-daemon', async () => void targets.push(await setupQsd(dir, size, cleanup)))
-    let vstor: Vstor | null = null
-    if (want('thick') || want('thin') || opts.meta || opts.moves) {
+    let vstor = null as Vstor | null // set in a closure: no narrowing to null
+    if (['fn', 'js', 'thick', 'thin'].some((k) => want(k as TargetKey)) || opts.meta || opts.moves) {
+      // moves only: the thick and thin disks stay small (the moves make their own)
+      const v = new Vstor({ dir, size: opts.movesOnly ? 64 * MiB : size, spare: 512 * MiB, profileDir }, cleanup)
       await tryStart('vstor', async () => {
-        // moves only: the thick and thin disks stay small (the moves make their own)
-        const v = new Vstor({ dir, size: opts.movesOnly ? 64 * MiB : size, spare: 512 * MiB, profileDir }, cleanup)
         await v.start()
         vstor = v
-        targets.push(...v.targets().filter((t) => want(t.key)))
       })
+      // one more agent per front end on the same controller; one that fails leaves the others
+      for (const key of ['fn', 'js'] as const) if (vstor && want(key)) await tryStart(`vstor agent for ${key}`, () => v.mount(key))
+      if (vstor) targets.push(...v.targets().filter((t) => want(t.key)))
     }
     if (interrupted) return 130
 
@@ -188,10 +200,14 @@ async function main(): Promise<number> {
         res.errors.push(`verify on ${t.key}: ${(err as Error).message}`)
       }
     }
+    if (vstor && (want('fn') || want('js'))) {
+      log('stopping the fn and js agents')
+      await vstor.unmountFronts().catch((err: Error) => res.errors.push(`unmount of the fn/js agents: ${err.message}`))
+    }
 
     if (opts.meta) {
       log('metadata benchmarks')
-      res.meta = (await runMeta({ vstor, quick })) satisfies MetaResult
+      res.meta = (await runMeta({ vstor, quick, cleanup })) satisfies MetaResult
     }
 
     if (opts.moves && vstor) {
@@ -208,6 +224,7 @@ async function main(): Promise<number> {
     await cleanup.run()
   }
 
+  if (!opts.movesOnly) res.checks = checks(res)
   const file = writeResults(ROOT, res, opts.movesOnly ? '-moves' : '')
   printReport(res)
   const rel = path.relative(ROOT, file)

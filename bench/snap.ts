@@ -27,7 +27,8 @@ import type { CliMethods, Method, Params, Result } from '../src/protocol/message
 import { Flag } from '../src/table/table'
 import { prefill, runUnitWrites } from './fio'
 import { median } from './report'
-import { waitFor, type Vstor } from './targets'
+import { waitFor } from './targets'
+import type { Vstor } from './vstor'
 
 const TiB = 2 ** 40
 
@@ -58,6 +59,32 @@ function fragmentedRows(n: number, size: number, device: number): (number | null
     if (gapEnd > v + UNIT) rows.push([v + UNIT, gapEnd - v - UNIT, null, 0, Flag.Zero])
   }
   return rows
+}
+
+/**
+ * Replace the table of thin disk `disk` (1 TiB) with n extents on device `device` (LABEL_AREA + (n + 8) units
+ * suffice), straight in the database under dataDir: the controller must be stopped.
+ */
+export async function writeFragmentedTable(dataDir: string, disk: string, device: string, n: number): Promise<void> {
+  const db = await Db.open(path.join(dataDir, 'vstor.db'))
+  try {
+    const d = await db.get<{ id: number; size: number }>('SELECT id, size FROM disks WHERE name = ?', [disk])
+    const dev = await db.get<{ id: number }>('SELECT id FROM devices WHERE name = ?', [device])
+    if (!d || !dev) throw new Error(`no disk ${disk} or device ${device} in ${dataDir}`)
+    const rows = fragmentedRows(n, d.size, dev.id)
+    await db.tx(async () => {
+      await db.run('DELETE FROM extents WHERE disk_id = ?', [d.id])
+      for (let i = 0; i < rows.length; i += 1000) {
+        const part = rows.slice(i, i + 1000)
+        await db.run(
+          `INSERT INTO extents (disk_id, vstart, length, device_id, pstart, flags) VALUES ${part.map(() => '(?, ?, ?, ?, ?, ?)').join(', ')}`,
+          part.flatMap((r) => [d.id, ...r]),
+        )
+      }
+    })
+  } finally {
+    await db.close()
+  }
 }
 
 class InProcess {
@@ -109,24 +136,7 @@ async function scalePoint(n: number, runs: number): Promise<ScalePoint> {
     await c.call('device.add', { path: dev, name: 'd0' })
     await c.call('disk.create', { name: 'big', size: TiB, thin: true })
     await c.stop()
-    const db = await Db.open(path.join(c.dataDir, 'vstor.db'))
-    try {
-      const disk = await db.get<{ id: number }>("SELECT id FROM disks WHERE name = 'big'")
-      const device = await db.get<{ id: number }>("SELECT id FROM devices WHERE name = 'd0'")
-      const rows = fragmentedRows(n, TiB, device!.id)
-      await db.tx(async () => {
-        await db.run('DELETE FROM extents WHERE disk_id = ?', [disk!.id])
-        for (let i = 0; i < rows.length; i += 1000) {
-          const part = rows.slice(i, i + 1000)
-          await db.run(
-            `INSERT INTO extents (disk_id, vstart, length, device_id, pstart, flags) VALUES ${part.map(() => '(?, ?, ?, ?, ?, ?)').join(', ')}`,
-            part.flatMap((r) => [disk!.id, ...r]),
-          )
-        }
-      })
-    } finally {
-      await db.close()
-    }
+    await writeFragmentedTable(c.dataDir, 'big', 'd0', n)
     const loadMs = await c.start()
     const count = (await c.call('disk.list', {})).find((d) => d.name === 'big')!.extents
     const snaps: number[] = []
