@@ -38,6 +38,15 @@ export class DeviceIo {
 
 /** Read what the device holds now, not this host's cached copy: an agent on another host may have written it. */
 export function readFresh(dev: Device, buf: Buffer, pos: number): Promise<void> {
-  dev.dropCache(pos, buf.length)
+  dropFresh(dev, pos, buf.length)
   return dev.readAt(buf, pos)
+}
+
+/**
+ * Forget this host's cached pages of [pos, pos+len) before reading it: reads started afterwards see
+ * what the device holds now. For a large range read in several requests, call it once first (not
+ * per request, as readFresh does), so the kernel's readahead for one request serves the next.
+ */
+export function dropFresh(dev: Device, pos: number, len: number): void {
+  dev.dropCache(pos, len)
 }

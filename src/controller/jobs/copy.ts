@@ -2,27 +2,54 @@
 // through the device layer.
 //
 // Invariants:
-//   * when copyChunk resolves, the new pieces hold what the old extents held
-//     when it read them, fdatasynced; it returns those bytes;
-//   * updateChunk (under the fence) rereads the old extents and rewrites only
-//     the blocks that differ from what copyChunk wrote (kept in memory, so
-//     the new pieces need not be read back), then fdatasyncs the devices it
-//     wrote to; after a restart it compares with what the new pieces hold and
-//     fdatasyncs them all (equal bytes may sit unsynced in the page cache,
-//     written by the process that died);
-//   * buffers belong to one call: jobs running side by side never share them.
+//   * when copyChunk resolves, the new pieces hold (written, maybe not yet
+//     durable) what the old extents held when it read them; it returns those
+//     bytes and their fdatasync, started, which resolves once they are
+//     durable; it reads through this host's page cache (the kernel's
+//     readahead streams from one chunk into the next), so what it read may be
+//     older than the device if another host wrote there: nothing relies on it
+//     being current;
+//   * updateChunk (under the fence) drops this host's cached pages of the old
+//     extents, then rereads them (what the device holds now, every agent's
+//     writes there done and synced) and rewrites only the blocks that differ
+//     from what copyChunk wrote (kept in memory, so the new pieces need not be
+//     read back), then fdatasyncs the devices it wrote to; after a restart it
+//     compares with what the new pieces hold (read fresh too) and fdatasyncs
+//     them all (equal bytes may sit unsynced in the page cache, written by the
+//     process that died);
+//   * a buffer belongs to one call at a time: jobs running side by side never
+//     share one; one given back (giveBuffer) is no longer used by its giver.
 
 import { VstorError } from '../../errors'
 import { MiB } from '../../size'
 import type { Extent } from '../../table/table'
 import type { Piece } from '../allocator'
 import type { Ctx } from '../context'
-import { readFresh } from '../devio'
+import { dropFresh } from '../devio'
 
 /** Bytes read and written per request. */
-const SEGMENT = 1 * MiB
+const SEGMENT = 4 * MiB
+/** Segments in flight at once (each read, then written): reads overlap writes without taking all of the controller's libuv pool (4 threads, SQLite's too). */
+const DEPTH = 2
 /** Granularity of the comparison (and of the rewrites it makes). */
 const BLOCK = 64 * 1024
+
+/** Chunk buffers given back, for the next call (faulting in a fresh 16 MiB costs ~6 ms of CPU); dropped when unused for a while. */
+const spare: Buffer[] = []
+let spareTimer: NodeJS.Timeout | null = null
+
+function takeBuffer(n: number): Buffer {
+  const i = spare.findIndex((b) => b.length === n)
+  return i >= 0 ? spare.splice(i, 1)[0]! : Buffer.allocUnsafe(n)
+}
+
+/** The caller is done with a buffer copyChunk returned: the next call may reuse it. */
+export function giveBuffer(b: Buffer): void {
+  if (spare.length >= 4) return
+  spare.push(b)
+  if (spareTimer) clearTimeout(spareTimer)
+  spareTimer = setTimeout(() => void spare.splice(0), 10_000).unref()
+}
 
 interface Segment {
   src: number
@@ -78,28 +105,53 @@ function devices(ctx: Ctx) {
   }
 }
 
-/** Copy the old extents onto the new pieces (reads and writes overlapped), fdatasync; returns the bytes copied, kept to compare against under the fence. */
-export async function copyChunk(ctx: Ctx, orig: Extent[], dest: Piece[]): Promise<Buffer> {
+/** fn on every segment with its offset in the chunk, DEPTH at a time; settles once none is running, rejecting with the first error. */
+async function pooled(segs: Segment[], fn: (s: Segment, at: number) => Promise<void>): Promise<void> {
+  let off = 0
+  const at = segs.map((s) => (off += s.length) - s.length)
+  let next = 0
+  let failed = false
+  const worker = async (): Promise<void> => {
+    while (!failed && next < segs.length) {
+      const i = next++
+      await fn(segs[i]!, at[i]!).catch((e: unknown) => {
+        failed = true
+        throw e
+      })
+    }
+  }
+  const ends = await Promise.allSettled(Array.from({ length: Math.min(DEPTH, segs.length) }, worker))
+  const bad = ends.find((r) => r.status === 'rejected')
+  if (bad) throw bad.reason
+}
+
+/** What copyChunk copied: the bytes (to compare against under the fence; give them back with giveBuffer after) and their fdatasync, running. */
+export interface PreCopy {
+  data: Buffer
+  /** Resolves once the new pieces hold `data` durably; its rejection is handled only by whoever awaits it. */
+  durable: Promise<void>
+}
+
+/** Copy the old extents onto the new pieces (reads and writes overlapped), then start their fdatasync (the fence need not wait for it, the switch must). */
+export async function copyChunk(ctx: Ctx, orig: Extent[], dest: Piece[]): Promise<PreCopy> {
   const dev = devices(ctx)
   const segs = segments(orig, dest)
-  const data = Buffer.allocUnsafe(segs.reduce((n, s) => n + s.length, 0))
-  let writing: Promise<void> = Promise.resolve()
+  const data = takeBuffer(segs.reduce((n, s) => n + s.length, 0))
   try {
-    let at = 0
-    for (const s of segs) {
+    await pooled(segs, async (s, at) => {
       const b = data.subarray(at, at + s.length)
-      at += s.length
-      await readFresh(await dev(s.src), b, s.srcPos)
-      await writing
-      writing = (await dev(s.dst)).writeAt(b, s.dstPos)
-    }
-    await writing
+      await (await dev(s.src)).readAt(b, s.srcPos)
+      await (await dev(s.dst)).writeAt(b, s.dstPos)
+    })
   } catch (e) {
-    await writing.catch(() => {}) // never leave a write running (or its rejection unhandled)
+    giveBuffer(data) // no I/O into it is running (pooled settled)
     throw e
   }
-  for (const id of new Set(dest.map((p) => p.device))) await (await dev(id)).syncP()
-  return data
+  const durable = (async () => {
+    for (const id of new Set(dest.map((p) => p.device))) await (await dev(id)).syncP()
+  })()
+  durable.catch(() => {}) // awaited (and its error thrown) by the step, unless the step ends before
+  return { data, durable }
 }
 
 /**
@@ -109,37 +161,41 @@ export async function copyChunk(ctx: Ctx, orig: Extent[], dest: Piece[]): Promis
  */
 export async function updateChunk(ctx: Ctx, orig: Extent[], dest: Piece[], prev: Buffer | null): Promise<number> {
   const dev = devices(ctx)
-  const mine = Buffer.allocUnsafe(SEGMENT)
-  const read = prev ? null : Buffer.allocUnsafe(SEGMENT)
+  const segs = segments(orig, dest)
+  const total = segs.reduce((n, s) => n + s.length, 0)
   const synced = new Set<number>(prev ? [] : dest.map((p) => p.device))
   let written = 0
-  let at = 0
-  for (const s of segments(orig, dest)) {
-    const b = mine.subarray(0, s.length)
-    const dst = await dev(s.dst)
-    let t: Buffer
-    if (read) {
-      t = read.subarray(0, s.length)
-      await Promise.all([readFresh(await dev(s.src), b, s.srcPos), readFresh(dst, t, s.dstPos)])
-    } else {
-      t = prev!.subarray(at, at + s.length)
-      await readFresh(await dev(s.src), b, s.srcPos)
-    }
-    at += s.length
-    for (let i = 0; i < s.length;) {
-      const same = (x: number): boolean => b.subarray(x, x + BLOCK).equals(t.subarray(x, x + BLOCK))
-      if (same(i)) {
-        i += BLOCK
-        continue
+  // once for the whole chunk, not per request: the readahead of one request then serves the next
+  for (const s of segs) {
+    dropFresh(await dev(s.src), s.srcPos, s.length)
+    if (!prev) dropFresh(await dev(s.dst), s.dstPos, s.length)
+  }
+  const mine = takeBuffer(total)
+  const theirs = prev ?? takeBuffer(total)
+  try {
+    await pooled(segs, async (s, at) => {
+      const b = mine.subarray(at, at + s.length)
+      const t = theirs.subarray(at, at + s.length)
+      const dst = await dev(s.dst)
+      await Promise.all([(await dev(s.src)).readAt(b, s.srcPos), prev ? null : dst.readAt(t, s.dstPos)])
+      for (let i = 0; i < s.length;) {
+        const same = (x: number): boolean => b.subarray(x, x + BLOCK).equals(t.subarray(x, x + BLOCK))
+        if (same(i)) {
+          i += BLOCK
+          continue
+        }
+        let end = i + BLOCK
+        while (end < s.length && !same(end)) end += BLOCK
+        end = Math.min(end, s.length)
+        await dst.writeAt(b.subarray(i, end), s.dstPos + i)
+        synced.add(s.dst)
+        written += end - i
+        i = end
       }
-      let end = i + BLOCK
-      while (end < s.length && !same(end)) end += BLOCK
-      end = Math.min(end, s.length)
-      await dst.writeAt(b.subarray(i, end), s.dstPos + i)
-      synced.add(s.dst)
-      written += end - i
-      i = end
-    }
+    })
+  } finally {
+    giveBuffer(mine)
+    if (!prev) giveBuffer(theirs)
   }
   for (const id of synced) await (await dev(id)).syncP()
   return written

@@ -3,12 +3,15 @@
 //   take:     new space for the chunk, recorded dirty before anything is
 //             written there (a crash leaves it to the scrubber, never as
 //             clean space holding another disk's bytes);
-//   pre-copy: old place → new place while writes go on (no stall);
+//   pre-copy: old place → new place while writes go on (no stall), read
+//             through this host's page cache (it need not be current); its
+//             fdatasync runs on through the fence;
 //   fence:    NoWrite on the chunk, committed with the checkpoint, pushed; wait
 //             until every known agent applied it (so no write to the old place
 //             is in flight or can start: writes there fault and wait);
 //   copy:     the blocks that changed since the pre-copy (all of them after a
-//             restart), fdatasync;
+//             restart), the old place read fresh; fdatasync, and wait for the
+//             pre-copy's;
 //   switch:   map the chunk to the new place with its old flags, committed
 //             with the checkpoint (the old place goes to quarantine), pushed;
 //             held writes retry once their agent applied the switch.
@@ -33,11 +36,11 @@ import { busyAt, markBusy, type Ctx } from '../context'
 import { log } from '../log'
 import { trimDirty } from '../space'
 import { isEmpty, type DiskRec } from '../state'
-import { copyChunk, onto, updateChunk } from './copy'
+import { copyChunk, giveBuffer, onto, updateChunk, type PreCopy } from './copy'
 import type { JobRec } from './runner'
 
 export const CHUNK = 16 * MiB
-/** Pause after each chunk, as a fraction of its copy time, so foreground I/O keeps most of its speed. */
+/** Pause after each chunk, as a fraction of the time it took, so foreground I/O keeps most of its speed. */
 const THROTTLE = 0.25
 
 /** What to move: extents of one disk in [start, end), not already on `to`; only those on `from` if given. */
@@ -137,9 +140,10 @@ export async function moveStep(
   save: () => Promise<void>,
 ): Promise<'more' | 'done'> {
   const { state } = ctx
+  const stepStart = Date.now()
   let fenceGen: number
   let preMs = 0
-  let copied: Buffer | null = null
+  let copied: PreCopy | null = null
   if (!cp.chunk) {
     const plan = await state.lock.run(async () => {
       const disk = liveDisk(ctx, task)
@@ -177,6 +181,8 @@ export async function moveStep(
       return gen
     })
     if (typeof r !== 'number') {
+      await copied.durable.catch(() => {}) // nothing of it is used: only let it end
+      giveBuffer(copied.data)
       await r.wait
       return 'more'
     }
@@ -197,7 +203,11 @@ export async function moveStep(
   )
   const t1 = Date.now()
   await ctx.space.waitScrub(c.dest)
-  await updateChunk(ctx, c.orig, c.dest, copied)
+  // the pre-copy's fdatasync ran on meanwhile: the switch waits for it as for the update's own (and
+  // for both to end, so no write of the update is left running when one of them failed)
+  const ends = await Promise.allSettled([copied?.durable, updateChunk(ctx, c.orig, c.dest, copied?.data ?? null)])
+  for (const e of ends) if (e.status === 'rejected') throw e.reason
+  if (copied) giveBuffer(copied.data)
   const copyMs = preMs + Date.now() - t1
   const switchGen = await state.lock.run(async () => {
     const disk = liveDisk(ctx, task)
@@ -226,7 +236,7 @@ export async function moveStep(
   )
   job.stats.stalls.push(Date.now() - c.fencedAt)
   ctx.space.kick()
-  await sleep(copyMs * THROTTLE)
+  await sleep((Date.now() - stepStart) * THROTTLE)
   return 'more'
 }
 
