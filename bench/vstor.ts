@@ -3,7 +3,8 @@
 // thin disk. Each agent is one front-end target for the same thick disk:
 //   thick  vstor/mnt     the default front end (libfuse3) with the native mapped path;
 //   js     vstor/mnt-js  --fuse libfuse3 with VSTOR_NATIVE_MAP=0 (every request through JS);
-//   fn     vstor/mnt-fn  --fuse fuse-native (libfuse 2.9).
+//   fn     vstor/mnt-fn  --fuse fuse-native (libfuse 2.9);
+//   serial vstor/mnt-serial thick with VSTOR_PARALLEL_DIRECT_WRITES=0 (bench/pdw.ts only).
 //
 // Invariants:
 //   * teardown of every agent and of the controller is registered with Cleanup before they start;
@@ -23,7 +24,7 @@ import { forceUnmount, sizeOf, sparse, VSTOR_BIN, waitExit, waitFor, type Cleanu
 
 const MiB = 2 ** 20
 
-export type FrontKey = 'thick' | 'js' | 'fn'
+export type FrontKey = 'thick' | 'js' | 'fn' | 'serial'
 interface FrontSpec {
   /** Profile dir and foreground log name. */
   name: string
@@ -42,6 +43,14 @@ export const FRONTS: Record<FrontKey, FrontSpec> = {
     label: 'vstor thick, libfuse3 all JS',
   },
   thick: { name: 'agent', dir: 'mnt', flags: [], env: {}, label: 'vstor thick, libfuse3 + native map' },
+  // bench/pdw.ts only: the thick target without FOPEN_PARALLEL_DIRECT_WRITES
+  serial: {
+    name: 'agent-serial',
+    dir: 'mnt-serial',
+    flags: ['--fuse', 'libfuse3'],
+    env: { VSTOR_PARALLEL_DIRECT_WRITES: '0' },
+    label: 'vstor thick, libfuse3 + native map, direct writes serialized',
+  },
 }
 
 export interface VstorOptions {
@@ -126,6 +135,7 @@ export class Vstor {
     await fs.promises.mkdir(mnt, { recursive: true })
     const env = { ...process.env, ...spec.env }
     if (key === 'thick') delete env.VSTOR_NATIVE_MAP
+    if (key !== 'serial') delete env.VSTOR_PARALLEL_DIRECT_WRITES
     const agent: Agent = { mnt, child: null, up: false }
     this.agents.set(key, agent)
     if (!profileDir) await this.cli(['mount', mnt, ...spec.flags], 60_000, env)

@@ -10,7 +10,7 @@ import path from 'node:path'
 import test from 'node:test'
 import type { JobInfo } from '../../src/protocol/messages'
 import { MiB, shOk, vstorInstance, waitFor } from '../helpers/instance'
-import { controllerClient, devicesOf, fioFill, fioLoop, fioRandWrite, fioReadVerifyOk } from '../helpers/jobs'
+import { controllerClient, devicesOf, fioFill, fioLoop, fioRandWrite, fioRandWriteThreads, fioReadVerifyOk } from '../helpers/jobs'
 import { nativeCounts } from './native-log'
 
 test('native path: no-write set and cleared next to fio randwrite+verify keeps the data intact', async (t) => {
@@ -56,6 +56,20 @@ test('native path: fio randwrite+verify on a fresh thin disk while it allocates'
   await fioReadVerifyOk(img, 64 * MiB)
   const c = await nativeCounts(v)
   assert.ok(c.reads > 0 && c.writes > 0, `native path unused: ${JSON.stringify(c)}`)
+})
+
+test('native path: four writer threads on one image (parallel direct writes) on a fresh thin disk keep their data', async (t) => {
+  const v = await vstorInstance(t)
+  await v.startController()
+  await v.addDevice(100 * MiB, 'd0')
+  await v.run(['disk', 'create', 'th4', '--size', '64M', '--thin'])
+  await v.mount()
+  const img = v.image('th4')
+  await fioRandWriteThreads(img, 64 * MiB) // allocating: first writes fault
+  await fioRandWriteThreads(img, 64 * MiB) // mapped: the native path
+  await fioReadVerifyOk(img, 64 * MiB)
+  const c = await nativeCounts(v)
+  assert.ok(c.writes > 0, `native path unused: ${JSON.stringify(c)}`)
 })
 
 test('native path: disk move under fio randwrite+verify', async (t) => {

@@ -45,6 +45,19 @@ export async function fioRandWrite(img: string, size: number): Promise<ShResult>
   return fioOk('fio randwrite+verify', await sh('fio', [...args, ...fioArgs(img, size, [])], { timeoutMs: 300_000 }))
 }
 
+/**
+ * Four writer threads (psync, direct: with FOPEN_PARALLEL_DIRECT_WRITES the kernel runs them in
+ * parallel), each randwrite with the mixed bssplit over its own quarter, each verifying its writes.
+ */
+export async function fioRandWriteThreads(img: string, size: number): Promise<ShResult> {
+  const q = size / 4
+  const global = ['--rw=randwrite', '--bssplit=4k/50:64k/30:1m/20', '--randrepeat=0', '--do_verify=1', '--ioengine=psync']
+  // four jobs by name, not numjobs: fio then knows their ranges are disjoint (and does not warn)
+  const jobs = [0, 1, 2, 3].flatMap((i) => [`--name=mix${i}`, `--offset=${i * q}`])
+  const run = await sh('fio', [...fioArgs(img, q, []), ...global, ...jobs], { timeoutMs: 300_000 })
+  return fioOk('fio 4-thread randwrite+verify', run)
+}
+
 /** A separate read-verify pass over the whole image (every 4 KiB header and checksum). */
 export async function fioReadVerify(img: string, size: number): Promise<ShResult> {
   return sh('fio', ['--name=check', '--rw=read', '--bs=1m', '--iodepth=4', ...fioArgs(img, size, [])], { timeoutMs: 300_000 })

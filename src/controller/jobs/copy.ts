@@ -9,9 +9,11 @@
 //     readahead streams from one chunk into the next), so what it read may be
 //     older than the device if another host wrote there: nothing relies on it
 //     being current;
-//   * updateChunk (under the fence) drops this host's cached pages of the old
-//     extents, then rereads them (what the device holds now, every agent's
-//     writes there done and synced) and rewrites only the blocks that differ
+//   * updateChunk (under the fence) rereads the old extents (every agent's
+//     writes there done: through this host's page cache when every agent is
+//     on this host, which then holds their newest bytes; else after dropping
+//     this host's cached pages, every remote agent's writes synced to the
+//     device before it acked the fence), and rewrites only the blocks that differ
 //     from what copyChunk wrote (kept in memory, so the new pieces need not be
 //     read back), then fdatasyncs the devices it wrote to; after a restart it
 //     compares with what the new pieces hold (read fresh too) and fdatasyncs
@@ -157,9 +159,9 @@ export async function copyChunk(ctx: Ctx, orig: Extent[], dest: Piece[]): Promis
 /**
  * Under the fence: make the new pieces equal to the old extents, writing only the blocks that differ
  * from `prev` (what copyChunk wrote there), or after a restart from what the new pieces hold; returns
- * the bytes written.
+ * the bytes written. `fresh`: some agent may be on another host (see sharesCache), read the device.
  */
-export async function updateChunk(ctx: Ctx, orig: Extent[], dest: Piece[], prev: Buffer | null): Promise<number> {
+export async function updateChunk(ctx: Ctx, orig: Extent[], dest: Piece[], prev: Buffer | null, fresh: boolean): Promise<number> {
   const dev = devices(ctx)
   const segs = segments(orig, dest)
   const total = segs.reduce((n, s) => n + s.length, 0)
@@ -167,7 +169,7 @@ export async function updateChunk(ctx: Ctx, orig: Extent[], dest: Piece[], prev:
   let written = 0
   // once for the whole chunk, not per request: the readahead of one request then serves the next
   for (const s of segs) {
-    dropFresh(await dev(s.src), s.srcPos, s.length)
+    if (fresh) dropFresh(await dev(s.src), s.srcPos, s.length)
     if (!prev) dropFresh(await dev(s.dst), s.dstPos, s.length)
   }
   const mine = takeBuffer(total)

@@ -10,7 +10,7 @@
 //             until every known agent applied it (so no write to the old place
 //             is in flight or can start: writes there fault and wait);
 //   copy:     the blocks that changed since the pre-copy (all of them after a
-//             restart), the old place read fresh; fdatasync, and wait for the
+//             restart), the old place read as it is now (see sharesCache); fdatasync, and wait for the
 //             pre-copy's;
 //   switch:   map the chunk to the new place with its old flags, committed
 //             with the checkpoint (the old place goes to quarantine), pushed;
@@ -93,6 +93,15 @@ function liveDisk(ctx: Ctx, task: MoveTask): DiskRec {
 /** Resume hook: a chunk fenced before the restart is busy again before anyone can fault on it. */
 export function holdAgain(ctx: Ctx, job: JobRec, task: MoveTask, cp: MoveCheckpoint): void {
   if (cp.chunk && !held.has(job.id)) held.set(job.id, markBusy(ctx, task.uid, cp.chunk.start, cp.chunk.end))
+}
+
+/**
+ * Every known agent is connected over the Unix socket, so on this host: its writes go through the
+ * page cache the controller reads (no device is opened O_DIRECT), and a cached read is current.
+ * A TLS agent, or one not connected now, may be on another host: read the device afresh.
+ */
+function sharesCache(ctx: Ctx): boolean {
+  return ctx.agents.known().every((a) => a.conn !== null && !a.conn.closed && a.conn.peerName === null)
 }
 
 /** Under the lock: new space for a chunk, taken from the pool, its clean parts recorded dirty (durably) before any copy. */
@@ -205,7 +214,8 @@ export async function moveStep(
   await ctx.space.waitScrub(c.dest)
   // the pre-copy's fdatasync ran on meanwhile: the switch waits for it as for the update's own (and
   // for both to end, so no write of the update is left running when one of them failed)
-  const ends = await Promise.allSettled([copied?.durable, updateChunk(ctx, c.orig, c.dest, copied?.data ?? null)])
+  const fresh = !sharesCache(ctx)
+  const ends = await Promise.allSettled([copied?.durable, updateChunk(ctx, c.orig, c.dest, copied?.data ?? null, fresh)])
   for (const e of ends) if (e.status === 'rejected') throw e.reason
   if (copied) giveBuffer(copied.data)
   const copyMs = preMs + Date.now() - t1
