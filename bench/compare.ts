@@ -117,6 +117,7 @@ export function verifyLine(res: FioResults): string {
 
 /** Columns padded: the first left-aligned, the others right-aligned. */
 export function pad(rows: string[][]): string {
+  if (rows.length === 0) return ''
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)))
   return rows.map((r) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ')).join('\n')
 }

@@ -106,7 +106,8 @@ export class Vstor {
     const { dir, size, spare } = this.opts
     await fs.promises.mkdir(this.dataDir, { recursive: true })
     const device = path.join(dir, 'vstor', 'dev0.img')
-    await sparse(device, 2 * size + spare + 64 * MiB)
+    // thick + thin + room for the thin disk recreated while the old one's space is still in quarantine
+    await sparse(device, 3 * size + spare + 64 * MiB)
     this.cleanup.add('vstor controller', () => this.stopController())
     if (!this.opts.profileDir) await this.cli(['controller', 'start'])
     else {
@@ -213,7 +214,10 @@ export class Vstor {
     return conn
   }
 
-  /** Delete and create the thin disk again (same requests as `disk delete --force` / `disk create --thin`), so every unit is Zero. */
+  /**
+   * Delete and create the thin disk again (same requests as `disk delete --force` / `disk create --thin`), so every unit is Zero;
+   * then wait until the scrubber has zeroed the old disk's space, so the pass measures first writes, not the scrub beside them.
+   */
   async recreate(disk: string, size: number): Promise<void> {
     const img = this.image(disk)
     const conn = await this.client()
@@ -223,6 +227,11 @@ export class Vstor {
     }
     await conn.call('disk.create', { name: disk, size, thin: true })
     if (!(await waitFor(async () => (await sizeOf(img)) === size, 10_000))) throw new Error(`${img} did not appear after disk create`)
+    const scrubbed = async (): Promise<boolean> =>
+      ((await conn.call('device.list', {})) as { scrubbing: number; quarantined: number }[]).every(
+        (d) => d.scrubbing === 0 && d.quarantined === 0,
+      )
+    if (!(await waitFor(scrubbed, 120_000, 100))) throw new Error('the scrubber did not finish within 120 s after disk delete')
   }
 
   async deleteDisk(disk: string): Promise<void> {

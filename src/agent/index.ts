@@ -22,7 +22,7 @@ import { NativeMap } from './frontend/native-map'
 import { Link } from './link'
 import { fuseUnmount, isMounted, mountInfo } from './mounts'
 import { AgentState } from './state'
-import type { DiskIO } from './io'
+import { DiskIO } from './io'
 import type { IoMode } from './store'
 
 export interface AgentOptions {
@@ -91,6 +91,7 @@ async function serve(opts: AgentOptions): Promise<void> {
     mountpoint: mnt,
     faultTimeoutMs: opts.faultTimeoutMs ?? 60_000,
     frontend,
+    served: (): number => DiskIO.served + native.served(),
   })
   const state = new AgentState({
     fault: (f) => link.fault(f),

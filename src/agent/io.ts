@@ -63,6 +63,8 @@ interface Seg {
 const MAX_RETRIES = 16
 
 export class DiskIO {
+  /** Reads, writes and discards that entered through JS, all disks of this agent (a busy signal for the controller's background jobs). */
+  static served = 0
   readonly gate = new RangeGate()
   /** Set once the controller removed the disk; open handles then get EIO. */
   removed = false
@@ -102,6 +104,7 @@ export class DiskIO {
   }
 
   read(buf: Buffer, len: number, pos: number, done: Done): void {
+    DiskIO.served++
     if (this.removed) return done(-E.EIO)
     const size = this.table.size
     if (pos >= size || len <= 0) return done(0) // at/after EOF: short read of 0
@@ -119,6 +122,7 @@ export class DiskIO {
 
   /** A write as it is (no zero detection). */
   writeRaw(buf: Buffer, len: number, pos: number, done: Done): void {
+    DiskIO.served++
     if (this.removed) return done(-E.EIO)
     if (this.readonly) return done(-E.EROFS)
     if (len <= 0) return done(0)
@@ -135,6 +139,7 @@ export class DiskIO {
    * states hold as for writes: no-write EROFS, invalid and error EIO. done(0) or a negative errno.
    */
   discard(pos: number, len: number, done: Done): void {
+    DiskIO.served++
     if (this.removed) return done(-E.EIO)
     if (this.readonly) return done(-E.EROFS)
     const end = Math.min(pos + len, this.table.size)

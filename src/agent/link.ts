@@ -32,6 +32,8 @@ export interface LinkOptions {
   loadWaitMs?: number
   /** The FUSE front end in use, for the controller's status. */
   frontend?: string
+  /** Requests served so far (monotonic, all disks): sent with each table.update ack. */
+  served?: () => number
 }
 
 export class Link extends EventEmitter {
@@ -230,7 +232,7 @@ export class Link extends EventEmitter {
 
   /** Controller -> agent requests, applied strictly in arrival order. */
   private handle(method: string, params: unknown, payload: Buffer | undefined): Promise<unknown> {
-    const run = async (): Promise<{ generation: number }> => {
+    const run = async (): Promise<{ generation: number; served?: number }> => {
       const s = this.state
       switch (method) {
         case 'table.load':
@@ -253,7 +255,8 @@ export class Link extends EventEmitter {
           throw new VstorError('UNKNOWN_METHOD', `agent does not handle '${method}'`)
       }
       this.emit('applied', method)
-      return { generation: s.generation }
+      const served = method === 'table.update' ? this.opts.served?.() : undefined
+      return { generation: s.generation, ...(served !== undefined ? { served } : {}) }
     }
     const p = this.queue.then(run, run)
     this.queue = p.catch(() => {})

@@ -25,6 +25,8 @@ export interface AgentRec {
   pid: number
   epoch: number
   generation: number
+  /** Requests the agent had served at its last table.update ack (null: not reported). */
+  served: number | null
   openDisks: string[]
   forgotten: boolean
   firstSeen: string
@@ -67,6 +69,7 @@ export class Agents {
         pid: 0,
         epoch: Number(r.epoch),
         generation: Number(r.generation),
+        served: null,
         openDisks: open,
         forgotten: Number(r.forgotten) !== 0,
         firstSeen: String(r.first_seen),
@@ -135,6 +138,7 @@ export class Agents {
       pid: hello.pid ?? 0,
       epoch,
       generation: hello.generation ?? 0,
+      served: null,
       openDisks: old && hello.epoch !== undefined ? old.openDisks : [],
       forgotten: false,
       firstSeen: old?.firstSeen ?? now,

@@ -198,8 +198,9 @@ export class Outbox {
     for (const a of this.agents.connected()) {
       if (!a.inSync) continue
       const conn = a.conn!
-      ;(conn.call(method, params, payload ? { payload } : {}) as Promise<{ generation: number }>).then(
+      ;(conn.call(method, params, payload ? { payload } : {}) as Promise<{ generation: number; served?: number }>).then(
         (r) => {
+          if (typeof r.served === 'number') a.served = r.served // before the ack wakes anyone
           this.agents.acked(a, r.generation)
           this.check()
         },

@@ -6,7 +6,8 @@
 //     still write it when it is handed out again;
 //   * released space is dirty: it may hold another disk's bytes; allocations
 //     zero dirty pieces before they commit, and the scrubber zeroes the rest in
-//     the background (discard: punch hole / BLKZEROOUT), fdatasyncs, and only
+//     the background (discard: punch hole / BLKZEROOUT) in short steps, so no
+//     step stalls the other disks on that device for long, fdatasyncs, and only
 //     then marks it clean;
 //   * a range being scrubbed stays free (allocations need not wait for it),
 //     but an allocation that takes part of it waits for that scrub to finish
@@ -22,8 +23,27 @@ import type { DeviceIo } from './devio'
 import { log } from './log'
 import type { State } from './state'
 
-/** Largest piece the scrubber zeroes at once (it holds that much out of the pool meanwhile). */
-export const SCRUB_CHUNK = 256 * 2 ** 20
+const MiB = 2 ** 20
+/** Largest span the scrubber takes at once: an allocation that overlaps it waits for the whole span. */
+export const SCRUB_CHUNK = 256 * MiB
+/**
+ * Discard steps inside a span. Each discard holds the device file's inode lock while ext4 frees the
+ * extents under it (about 5 ms per MiB of 4k-fragmented space on a file system mounted with
+ * `discard`, measured), and every write of every disk on that file waits behind it; so steps adapt
+ * to take about STEP_TARGET_MS each, and after each the scrubber rests IDLE_FACTOR times as long:
+ * a background scrub holds the file at most 1/(1+IDLE_FACTOR) of the time. Unfragmented or sparse
+ * space punches in microseconds, so there the steps grow to a whole span and the rests vanish.
+ */
+export const STEP_MIN = MiB
+export const STEP_TARGET_MS = 20
+export const IDLE_FACTOR = 2
+
+/** The next discard step: doubled after a fast full step, halved after a slow one, within [STEP_MIN, SCRUB_CHUNK]. */
+export function nextStep(step: number, len: number, ms: number): number {
+  if (ms > 2 * STEP_TARGET_MS) return Math.max(STEP_MIN, step / 2)
+  if (ms < STEP_TARGET_MS / 2 && len === step) return Math.min(SCRUB_CHUNK, step * 2)
+  return step
+}
 
 /** Replace dirty rows over [start, end) of a device by the parts outside it (inside a transaction). */
 export async function trimDirty(state: State, device: number, start: number, end: number): Promise<void> {
@@ -47,8 +67,10 @@ export class Space {
   private stopped = false
   /** Devices whose last scrub failed: retried after this time (ms epoch). */
   private readonly backoff = new Map<number, number>()
-  /** The chunk being discarded now, and when that is done. */
-  private current: { span: Span; done: Promise<void> } | null = null
+  /** The chunk being discarded now, when that is done, and whether an allocation waits for it (then it runs without rests). */
+  private current: { span: Span; done: Promise<void>; waited: boolean } | null = null
+  /** Current discard step (nextStep); starts small so the first step never stalls I/O for long. */
+  private step = 4 * MiB
 
   constructor(
     private readonly state: State,
@@ -123,7 +145,9 @@ export class Space {
     const hit = pieces.some(
       (p) => p.device === c.span.device && p.pstart < c.span.pstart + c.span.length && c.span.pstart < p.pstart + p.length,
     )
-    if (hit) await c.done
+    if (!hit) return
+    c.waited = true
+    await c.done
   }
 
   /** Zero dirty free space, one chunk at a time, until none is left (or a device fails: retried later). */
@@ -132,13 +156,24 @@ export class Space {
       const pick = await this.state.lock.run(async () => this.next())
       if (!pick) return
       let finish!: () => void
-      this.current = { span: pick, done: new Promise<void>((r) => (finish = r)) }
+      const current = { span: pick, done: new Promise<void>((r) => (finish = r)), waited: false }
+      this.current = current
       const d = this.state.devices.get(pick.device)
       let ok = false
       try {
         if (!d) throw new Error('the device left the pool')
         const dev = await this.io.get(d)
-        await dev.discard(pick.pstart, pick.length)
+        const end = pick.pstart + pick.length
+        for (let pos = pick.pstart; pos < end && !this.stopped;) {
+          const n = Math.min(this.step, end - pos)
+          const t0 = performance.now()
+          await dev.discard(pos, n)
+          const ms = performance.now() - t0
+          this.step = nextStep(this.step, n, ms)
+          pos += n
+          if (ms >= 1 && !current.waited) await new Promise((r) => setTimeout(r, IDLE_FACTOR * ms))
+        }
+        if (this.stopped) return // still dirty: the next start scrubs it
         await dev.syncP()
         ok = true
       } catch (e) {

@@ -260,7 +260,8 @@ export interface ControllerToAgentMethods {
       /** Committed without fsync: an fsync of this disk asks for metadata.sync first. */
       lazy?: boolean
     },
-    { generation: number },
+    /** served: requests the agent has served so far, all disks (monotonic; tells background jobs about foreground I/O). */
+    { generation: number; served?: number },
   ]
   /** A disk was created (payload: its encoded table). */
   'disk.add': [

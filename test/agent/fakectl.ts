@@ -83,19 +83,26 @@ export class FakeController {
     )
   }
 
-  /** Push a change to one disk's [start, end) (normalized via Table.plan). */
-  async update(disk: string, start: number, end: number, extents: Extent[], lazy = false): Promise<void> {
+  /** Push a change to one disk's [start, end) (normalized via Table.plan); the agent's reply. */
+  async update(
+    disk: string,
+    start: number,
+    end: number,
+    extents: Extent[],
+    lazy = false,
+  ): Promise<{ generation: number; served?: number }> {
     const d = this.disks.find((x) => x.name === disk)!
     const t = new Table(d.size, d.extents)
     const c = t.plan(start, end, extents)
     t.apply(c)
     d.extents = t.all()
     this.generation++
-    await this.agent!.request(
+    const r = await this.agent!.request(
       'table.update',
       { generation: this.generation, disk, uid: `uid-${disk}`, size: d.size, start: c.start, end: c.end, lazy },
       { payload: Table.encode(c.extents) },
     )
+    return r.result
   }
 
   async addDisk(d: FakeDisk): Promise<void> {

@@ -4,6 +4,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { test } from 'node:test'
+import { DiskIO } from '../../src/agent/io'
 import { Link } from '../../src/agent/link'
 import { AgentState } from '../../src/agent/state'
 import type { Fault } from '../../src/protocol/messages'
@@ -22,7 +23,7 @@ async function rig(t: import('node:test').TestContext, faultTimeoutMs: number) {
   const dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'vstor-link-'))
   const socket = path.join(dir, 'vstor.sock')
   const store = new MemStore(8 * MiB)
-  const link = new Link({ socket, agentId: 'a1', mountpoint: '/mnt/x', faultTimeoutMs, loadWaitMs: 500 })
+  const link = new Link({ socket, agentId: 'a1', mountpoint: '/mnt/x', faultTimeoutMs, loadWaitMs: 500, served: () => DiskIO.served })
   const state = new AgentState({ fault: (f) => link.fault(f), open: async () => store })
   const ctls: FakeController[] = []
   const controller = async () => {
@@ -95,4 +96,18 @@ test('a fault with no controller for faultTimeoutMs fails the I/O with EIO', asy
   await r.link.start(r.state)
   await c1.server.close()
   assert.equal(await r.write(MiB, 4096), -E.EIO)
+})
+
+test('a table.update ack carries the requests served so far, so a background job can tell an idle agent from a busy one', async (t) => {
+  const r = await rig(t, 1000)
+  const c = await r.controller()
+  await r.link.start(r.state)
+  const first = await c.update('d', 0, MiB, [ext(0, MiB, 1, MiB)])
+  assert.equal(typeof first.served, 'number')
+  const idle = await c.update('d', 0, MiB, [ext(0, MiB, 1, MiB)])
+  assert.equal(idle.served, first.served, 'no I/O between the two updates')
+  assert.equal(await r.write(0, 4096), 4096)
+  await new Promise<number>((res) => r.state.disks.get('d')!.read(Buffer.alloc(4096), 4096, 0, res))
+  const busy = await c.update('d', 0, MiB, [ext(0, MiB, 1, MiB)])
+  assert.equal(busy.served, first.served! + 2, 'one write and one read')
 })

@@ -280,6 +280,15 @@ static napi_value js_map_stats(napi_env env, napi_callback_info info) {
   return o;
 }
 
+/* mapServed(h) -> reads + writes the native path answered (atomics only: no lock, so it is safe
+ * to call on every table.update ack while worker threads hold disk locks) */
+static napi_value js_map_served(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  napi_value x;
+  napi_create_double(env, (double)atomic_load(&s->nat_reads) + (double)atomic_load(&s->nat_writes), &x);
+  return x;
+}
+
 #define FN(name, fn) {name, NULL, fn, NULL, NULL, NULL, napi_default, NULL}
 const napi_property_descriptor nmap_props[] = {
     FN("mapDevice", js_map_device),
@@ -293,5 +302,6 @@ const napi_property_descriptor nmap_props[] = {
     FN("mapPull", js_map_pull),
     FN("mapEnable", js_map_enable),
     FN("mapStats", js_map_stats),
+    FN("mapServed", js_map_served),
 };
 const size_t nmap_props_count = sizeof(nmap_props) / sizeof(nmap_props[0]);

@@ -143,6 +143,8 @@ export interface Fuse3Addon {
   mapPull(h: Handle, disk: number): number[] | null
   mapEnable(h: Handle, on: boolean): void
   mapStats(h: Handle): Partial<NativeStats>
+  /** Reads + writes the native path answered (atomic counters, no lock). */
+  mapServed(h: Handle): number
 }
 
 export interface NativeStats {

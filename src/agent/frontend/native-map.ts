@@ -83,6 +83,12 @@ export class NativeMap implements TableListener {
     return s ? s.addon.mapStats(s.h) : null
   }
 
+  /** Requests the native path answered (0 when it never ran); lock-free, for every table.update ack. */
+  served(): number {
+    const s = this.last
+    return s ? s.addon.mapServed(s.h) : 0
+  }
+
   block(disk: DiskIO, start: number, end: number): Promise<void> {
     const s = this.session
     if (!s) {

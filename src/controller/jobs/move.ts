@@ -40,7 +40,10 @@ import { copyChunk, giveBuffer, onto, updateChunk, type PreCopy } from './copy'
 import type { JobRec } from './runner'
 
 export const CHUNK = 16 * MiB
-/** Pause after each chunk, as a fraction of the time it took, so foreground I/O keeps most of its speed. */
+/**
+ * Pause after each chunk, as a fraction of the time it took, so foreground I/O keeps most of its
+ * speed; only while some agent served requests since the last chunk (an idle pool moves at full speed).
+ */
 const THROTTLE = 0.25
 
 /** What to move: extents of one disk in [start, end), not already on `to`; only those on `from` if given. */
@@ -68,6 +71,8 @@ export interface MoveCheckpoint {
 const held = new Map<number, () => void>()
 /** Destination pieces taken from the pool in this process, per job id. */
 const taken = new Map<number, Piece[]>()
+/** Requests each agent had served at the end of the job's last chunk, per job id. */
+const servedAt = new Map<number, Map<string, number | null>>()
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 
@@ -100,6 +105,19 @@ export function holdAgain(ctx: Ctx, job: JobRec, task: MoveTask, cp: MoveCheckpo
  * page cache the controller reads (no device is opened O_DIRECT), and a cached read is current.
  * A TLS agent, or one not connected now, may be on another host: read the device afresh.
  */
+/**
+ * Some known agent served requests since the job's last chunk ended, or cannot tell (an agent
+ * that does not report, or the job's first chunk): then the job rests after this chunk.
+ */
+export function foreground(ctx: Ctx, jobId: number): boolean {
+  const before = servedAt.get(jobId)
+  const now = new Map(ctx.agents.known().map((a) => [a.id, a.served]))
+  servedAt.set(jobId, now)
+  if (!before) return true
+  for (const [id, n] of now) if (n === null || before.get(id) !== n) return true
+  return false
+}
+
 function sharesCache(ctx: Ctx): boolean {
   return ctx.agents.known().every((a) => a.conn !== null && !a.conn.closed && a.conn.peerName === null)
 }
@@ -163,7 +181,10 @@ export async function moveStep(
       const end = Math.min(e.vstart + e.length, start + CHUNK)
       return { start, end, orig: disk.table.slice(start, end), dest: await takeDest(ctx, job, task, end - start) }
     })
-    if (!plan) return 'done'
+    if (!plan) {
+      servedAt.delete(job.id)
+      return 'done'
+    }
     const t0 = Date.now()
     await ctx.space.waitScrub(plan.dest) // a discard still running there must not land on the copy
     copied = await copyChunk(ctx, plan.orig, plan.dest)
@@ -246,7 +267,7 @@ export async function moveStep(
   )
   job.stats.stalls.push(Date.now() - c.fencedAt)
   ctx.space.kick()
-  await sleep((Date.now() - stepStart) * THROTTLE)
+  if (foreground(ctx, job.id)) await sleep((Date.now() - stepStart) * THROTTLE)
   return 'more'
 }
 
