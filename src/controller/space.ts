@@ -31,7 +31,8 @@ export const SCRUB_CHUNK = 256 * MiB
  * extents under it (about 5 ms per MiB of 4k-fragmented space on a file system mounted with
  * `discard`, measured), and every write of every disk on that file waits behind it; so steps adapt
  * to take about STEP_TARGET_MS each, and after each the scrubber rests IDLE_FACTOR times as long:
- * a background scrub holds the file at most 1/(1+IDLE_FACTOR) of the time. Unfragmented or sparse
+ * a background scrub holds a device file at most 1/(1+IDLE_FACTOR) of the time (block devices,
+ * where BLKDISCARD/BLKZEROOUT hold no such lock, get no rests). Unfragmented or sparse
  * space punches in microseconds, so there the steps grow to a whole span and the rests vanish.
  */
 export const STEP_MIN = MiB
@@ -69,8 +70,8 @@ export class Space {
   private readonly backoff = new Map<number, number>()
   /** The chunk being discarded now, when that is done, and whether an allocation waits for it (then it runs without rests). */
   private current: { span: Span; done: Promise<void>; waited: boolean } | null = null
-  /** Current discard step (nextStep); starts small so the first step never stalls I/O for long. */
-  private step = 4 * MiB
+  /** Discard step per device (nextStep); starts small so the first step never stalls I/O for long. */
+  private readonly steps = new Map<number, number>()
 
   constructor(
     private readonly state: State,
@@ -165,13 +166,15 @@ export class Space {
         const dev = await this.io.get(d)
         const end = pick.pstart + pick.length
         for (let pos = pick.pstart; pos < end && !this.stopped;) {
-          const n = Math.min(this.step, end - pos)
+          const step = this.steps.get(pick.device) ?? 4 * MiB
+          const n = Math.min(step, end - pos)
           const t0 = performance.now()
           await dev.discard(pos, n)
           const ms = performance.now() - t0
-          this.step = nextStep(this.step, n, ms)
+          this.steps.set(pick.device, nextStep(step, n, ms))
           pos += n
-          if (ms >= 1 && !current.waited) await new Promise((r) => setTimeout(r, IDLE_FACTOR * ms))
+          // a block device has no inode lock for a discard to hold: no rests there
+          if (ms >= 1 && !current.waited && d.kind === 'file') await new Promise((r) => setTimeout(r, IDLE_FACTOR * ms))
         }
         if (this.stopped) return // still dirty: the next start scrubs it
         await dev.syncP()
