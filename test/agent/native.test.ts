@@ -34,8 +34,9 @@ function blocked(pid: number): number {
   return n
 }
 
+/** Whether p settles within ms (the timer does not keep the test process alive). */
 const settled = (p: Promise<unknown>, ms: number): Promise<boolean> =>
-  Promise.race([p.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), ms))])
+  Promise.race([p.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), ms).unref())])
 
 test('native: a table change waits for the native read in flight in its range; a change elsewhere does not', async (t) => {
   if (!requireNative(t)) return
@@ -83,5 +84,36 @@ test('native: open fds of a removed disk get EIO; a native write before it lande
   }
   const dev = await fs.promises.readFile(s.dev1)
   assert.ok(dev.subarray(MiB + 4096, MiB + 8192).every((b) => b === 0x72))
+  await unmountAgent(s.mnt, s.socket)
+})
+
+test('native: table.update acks keep coming under native reads at QD16, and count the requests served', async (t) => {
+  if (!requireNative(t)) return
+  const s = await setup(t)
+  await s.startAgent()
+  // reads only: the flag toggled below (no-write) lets them through, so fio never faults
+  // --thread: one process, so SIGKILL ends the jobs too
+  const fio = spawnBg(
+    'fio',
+    [
+      ...['--name=load', `--filename=${s.img}`, '--rw=randread', '--bs=4k', '--size=2M', '--thread'],
+      ...['--ioengine=libaio', '--iodepth=16', '--direct=1', '--time_based', '--runtime=60'],
+    ],
+    { timeoutMs: 0 },
+  )
+  t.after(() => fio.child.kill('SIGKILL'))
+  await waitFor('native reads', async () => ((await s.ctl.update('d', 0, MiB, [ext(0, MiB, 1, MiB)])).served ?? 0) > 1000)
+  const first = await s.ctl.update('d', 0, MiB, [ext(0, MiB, 1, MiB)])
+  // each change blocks [0, 2M) while reads are in flight there, applies, acks with the served count
+  const changes = (async () => {
+    let last = first
+    for (let i = 0; i < 400; i++) last = await s.ctl.update('d', 0, 2 * MiB, [ext(0, 2 * MiB, 1, MiB, i % 2 ? 0 : Flag.NoWrite)])
+    return last
+  })()
+  assert.equal(await settled(changes, 60_000), true, 'a table change under native reads was not acked')
+  const last = await changes
+  assert.ok(last.served! > first.served!, `served did not grow under fio: ${first.served} -> ${last.served}`)
+  fio.child.kill('SIGKILL')
+  await fio.done
   await unmountAgent(s.mnt, s.socket)
 })

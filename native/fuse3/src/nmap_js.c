@@ -262,18 +262,27 @@ static napi_value js_map_stats(napi_env env, napi_callback_info info) {
   set_num(env, o, "toJs", (double)atomic_load(&s->nat_to_js));
   set_num(env, o, "queued", (double)atomic_load(&s->nat_queued));
   set_num(env, o, "errors", (double)atomic_load(&s->nat_errors));
+  /* Never hold nm->lock while taking a disk's lock: a worker resolving a request holds d->lock and
+   * then takes nm->lock (nmap_dev_get), so nesting them here deadlocked the agent. The disks are
+   * referenced under nm->lock, then read one at a time. */
   LIVE({
     double n = 0, cap = 0;
     pthread_mutex_lock(&nm->lock);
-    for (uint32_t i = 0; i < nm->ndisks; i++) {
-      ndisk_t *d = nm->disks[i];
+    uint32_t count = nm->ndisks;
+    ndisk_t **ds = count ? calloc(count, sizeof(*ds)) : NULL;
+    for (uint32_t i = 0; ds && i < count; i++)
+      if ((ds[i] = nm->disks[i])) atomic_fetch_add(&ds[i]->refs, 1);
+    pthread_mutex_unlock(&nm->lock);
+    for (uint32_t i = 0; ds && i < count; i++) {
+      ndisk_t *d = ds[i];
       if (!d) continue;
       pthread_mutex_lock(&d->lock);
       n += (double)d->n;
       cap += (double)d->cap;
       pthread_mutex_unlock(&d->lock);
+      ndisk_unref(d);
     }
-    pthread_mutex_unlock(&nm->lock);
+    free(ds);
     set_num(env, o, "extents", n);
     set_num(env, o, "extentBytes", cap * (double)sizeof(nextent_t));
   });
