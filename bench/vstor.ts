@@ -106,8 +106,7 @@ export class Vstor {
     const { dir, size, spare } = this.opts
     await fs.promises.mkdir(this.dataDir, { recursive: true })
     const device = path.join(dir, 'vstor', 'dev0.img')
-    // thick + thin + room for the thin disk recreated while the old one's space is still in quarantine
-    await sparse(device, 3 * size + spare + 64 * MiB)
+    await sparse(device, 2 * size + spare + 64 * MiB)
     this.cleanup.add('vstor controller', () => this.stopController())
     if (!this.opts.profileDir) await this.cli(['controller', 'start'])
     else {
@@ -228,9 +227,7 @@ export class Vstor {
     await conn.call('disk.create', { name: disk, size, thin: true })
     if (!(await waitFor(async () => (await sizeOf(img)) === size, 10_000))) throw new Error(`${img} did not appear after disk create`)
     const scrubbed = async (): Promise<boolean> =>
-      ((await conn.call('device.list', {})) as { scrubbing: number; quarantined: number }[]).every(
-        (d) => d.scrubbing === 0 && d.quarantined === 0,
-      )
+      (await conn.call('device.list', {})).every((d) => d.scrubbing === 0 && d.quarantined === 0)
     if (!(await waitFor(scrubbed, 120_000, 100))) throw new Error('the scrubber did not finish within 120 s after disk delete')
   }
 

@@ -17,13 +17,13 @@
 //   * the `dirty` rows are a superset of dirty free space; every state change
 //     is committed before memory changes.
 
+import { MiB } from '../size'
 import type { Span } from './allocator'
 import type { Agents } from './agents'
 import type { DeviceIo } from './devio'
 import { log } from './log'
 import type { State } from './state'
 
-const MiB = 2 ** 20
 /** Largest span the scrubber takes at once: an allocation that overlaps it waits for the whole span. */
 export const SCRUB_CHUNK = 256 * MiB
 /**

@@ -105,6 +105,10 @@ export function holdAgain(ctx: Ctx, job: JobRec, task: MoveTask, cp: MoveCheckpo
  * page cache the controller reads (no device is opened O_DIRECT), and a cached read is current.
  * A TLS agent, or one not connected now, may be on another host: read the device afresh.
  */
+function sharesCache(ctx: Ctx): boolean {
+  return ctx.agents.known().every((a) => a.conn !== null && !a.conn.closed && a.conn.peerName === null)
+}
+
 /**
  * Some known agent served requests since the job's last chunk ended, or cannot tell (an agent
  * that does not report, or the job's first chunk): then the job rests after this chunk.
@@ -116,10 +120,6 @@ export function foreground(ctx: Ctx, jobId: number): boolean {
   if (!before) return true
   for (const [id, n] of now) if (n === null || before.get(id) !== n) return true
   return false
-}
-
-function sharesCache(ctx: Ctx): boolean {
-  return ctx.agents.known().every((a) => a.conn !== null && !a.conn.closed && a.conn.peerName === null)
 }
 
 /** Under the lock: new space for a chunk, taken from the pool, its clean parts recorded dirty (durably) before any copy. */
@@ -275,6 +275,7 @@ export async function moveStep(
 export async function undoChunk(ctx: Ctx, job: JobRec, task: MoveTask, cp: MoveCheckpoint, save: () => Promise<void>): Promise<void> {
   const { state } = ctx
   const c = cp.chunk
+  servedAt.delete(job.id)
   await state.lock.run(async () => {
     giveBack(ctx, job)
     cp.chunk = undefined
