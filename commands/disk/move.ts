@@ -10,7 +10,7 @@ export default class DiskMove extends VstorCommand {
   static override summary = 'Move a disk (or a range of it) to another device while it is in use'
 
   static override description =
-    "Move the disk's data in the range to DEVICE while the disk stays in use (like LVM's pvmove). It runs as a job, a few MiB at a time: " +
+    "Move the disk's data in the range to DEVICE while the disk stays in use (like LVM's pvmove). It runs as a job, 16 to 64 MiB at a time: " +
     'writes to the chunk being copied wait (reads go on), every agent must apply each switch before the next chunk, and the old space ' +
     "is freed once they did. If an agent does not answer within the controller's --agent-timeout the job fails naming it; nothing is lost " +
     'and running the move again finishes it. Prints the job id; --wait shows progress until it is done.'

@@ -3,6 +3,7 @@
 //   fallocate(fd, mode, offset, length, cb)   fallocate(2); mode: FALLOC_FL_* bits exported here
 //   zeroout(fd, offset, length, cb)           ioctl BLKZEROOUT (block devices)
 //   discard(fd, offset, length, cb)           ioctl BLKDISCARD (block devices; does not promise zeros)
+//   writeBehind(fd, offset, length, cb)       sync_file_range(SYNC_FILE_RANGE_WRITE): start writeback, not waiting for it
 //   blockSize64(fd) -> number                 ioctl BLKGETSIZE64 (sync)
 //   seekData(fd, offset) / seekHole(fd, offset) -> number   lseek SEEK_DATA / SEEK_HOLE (sync; -1 for ENXIO)
 //   dropCache(fd, offset, length)                          posix_fadvise DONTNEED (sync; length 0: to the end)
@@ -35,8 +36,8 @@
 #define MAX_SAFE 9007199254740991.0 // 2^53 - 1
 #define MODE_BITS (FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)
 
-enum op { OP_FALLOCATE, OP_ZEROOUT, OP_DISCARD };
-static const char *const SYSCALL[] = {"fallocate", "ioctl(BLKZEROOUT)", "ioctl(BLKDISCARD)"};
+enum op { OP_FALLOCATE, OP_ZEROOUT, OP_DISCARD, OP_WRITE_BEHIND };
+static const char *const SYSCALL[] = {"fallocate", "ioctl(BLKZEROOUT)", "ioctl(BLKDISCARD)", "sync_file_range"};
 
 typedef struct {
   napi_async_work work;
@@ -133,6 +134,9 @@ static void execute(napi_env env, void *data) {
   do {
     if (r->op == OP_FALLOCATE) {
       rc = fallocate(r->fd, r->mode, (off_t)r->offset, (off_t)r->length);
+    } else if (r->op == OP_WRITE_BEHIND) {
+      // start writeback of the range's dirty pages, not waiting for it: a later fdatasync finds it done or under way
+      rc = sync_file_range(r->fd, (off_t)r->offset, (off_t)r->length, SYNC_FILE_RANGE_WRITE);
     } else {
       uint64_t range[2] = {(uint64_t)r->offset, (uint64_t)r->length};
       rc = ioctl(r->fd, r->op == OP_ZEROOUT ? BLKZEROOUT : BLKDISCARD, range);
@@ -213,6 +217,7 @@ static napi_value range_op(napi_env env, napi_callback_info info, enum op op) {
 
 static napi_value js_zeroout(napi_env env, napi_callback_info info) { return range_op(env, info, OP_ZEROOUT); }
 static napi_value js_discard(napi_env env, napi_callback_info info) { return range_op(env, info, OP_DISCARD); }
+static napi_value js_write_behind(napi_env env, napi_callback_info info) { return range_op(env, info, OP_WRITE_BEHIND); }
 
 // ---- sync calls ---------------------------------------------------------------------------
 
@@ -286,6 +291,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"fallocate", NULL, js_fallocate, NULL, NULL, NULL, napi_enumerable, NULL},
       {"zeroout", NULL, js_zeroout, NULL, NULL, NULL, napi_enumerable, NULL},
       {"discard", NULL, js_discard, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"writeBehind", NULL, js_write_behind, NULL, NULL, NULL, napi_enumerable, NULL},
       {"blockSize64", NULL, js_block_size64, NULL, NULL, NULL, napi_enumerable, NULL},
       {"seekData", NULL, js_seek_data, NULL, NULL, NULL, napi_enumerable, NULL},
       {"seekHole", NULL, js_seek_hole, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -65,7 +65,7 @@ export async function runController(opts: ControllerOptions): Promise<void> {
       agents,
       io,
       outbox: new Outbox(state, agents, () => state.durable),
-      space: new Space(state, agents, io),
+      space: new Space(state, agents, io, () => c.jobs.active().length > 0), // every job copies
       jobs: new Jobs(() => c),
       socket: opts.socket,
       dataDir: opts.dataDir,

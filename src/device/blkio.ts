@@ -1,4 +1,4 @@
-// The native helper native/blkio (fallocate, BLKZEROOUT, BLKDISCARD, BLKGETSIZE64, SEEK_DATA /
+// The native helper native/blkio (fallocate, BLKZEROOUT, BLKDISCARD, sync_file_range, BLKGETSIZE64, SEEK_DATA /
 // SEEK_HOLE on an fd), typed, plus promise forms. Invariant: loadBlkio() is null when the addon
 // is not built or hidden (VSTOR_NO_NATIVE=blkio), and every caller then takes its pure-Node
 // fallback; the async calls run on the libuv pool and call back exactly once.
@@ -17,6 +17,8 @@ export interface Blkio {
   zeroout(fd: number, offset: number, length: number, cb: ErrnoCallback): void
   /** ioctl BLKDISCARD: the device may drop the range; reads afterwards are undefined. */
   discard(fd: number, offset: number, length: number, cb: ErrnoCallback): void
+  /** sync_file_range(SYNC_FILE_RANGE_WRITE): writeback of the range's dirty pages starts; cb does not wait for it. */
+  writeBehind(fd: number, offset: number, length: number, cb: ErrnoCallback): void
   /** ioctl BLKGETSIZE64, synchronous. Throws an errno error (ENOTTY on a regular file). */
   blockSize64(fd: number): number
   /** lseek SEEK_DATA: the next data offset at or after offset, -1 when none (ENXIO). */

@@ -53,6 +53,12 @@ export interface Device {
   dropCache(pos: number, len: number): void
   sync(cb: IoCallback): void // fdatasync
   syncP(): Promise<void>
+  /**
+   * Start writing [pos, pos+len)'s dirty cached pages to the device, not waiting for them: a later
+   * sync finds them written or under way (a copy overlaps its reads with its writeback). Advice: it
+   * always resolves (an I/O error shows in the sync); a no-op without native/blkio.
+   */
+  writeBehind(pos: number, len: number): Promise<void>
   /** Requests started and not yet called back. */
   readonly inflight: number
   /** Waits for in-flight requests, then closes the fd. Idempotent. After it, requests fail EBADF. */
@@ -177,6 +183,12 @@ export class FdDevice implements Device {
 
   syncP(): Promise<void> {
     return new Promise((resolve, reject) => this.sync((err) => (err ? reject(err) : resolve())))
+  }
+
+  writeBehind(pos: number, len: number): Promise<void> {
+    const b = this.blk
+    if (!b || this.closing) return Promise.resolve()
+    return this.promise('sync_file_range', (fd, cb) => b.writeBehind(fd, pos, len, cb)).catch(() => {})
   }
 
   zero(pos: number, len: number): Promise<void> {

@@ -46,6 +46,9 @@ for (const mode of IO_MODES) {
     await dev.readAt(got, 8192)
     assert.ok(allBytes(got, 0x11))
     await assert.rejects(dev.readAt(Buffer.alloc(4096), MiB - 1024), { code: 'EIO' })
+    await dev.writeBehind(8192, 4096) // advice: resolves, the bytes stay
+    await dev.readAt(got, 8192)
+    assert.ok(allBytes(got, 0x11))
     assert.equal(dev.inflight, 0)
   })
 }

@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import test from 'node:test'
-import { CHUNK } from '../../src/controller/jobs/move'
+import { CHUNK_MAX } from '../../src/controller/jobs/copy'
 import type { DeviceInfo, JobInfo } from '../../src/protocol/messages'
 import { MiB, qemuIoOk, vstorInstance } from '../helpers/instance'
 import { assertSpaceConsistent, devicesOf, fioFill, fioLoop, fioReadVerify, fioReadVerifyOk, jobList } from '../helpers/jobs'
@@ -67,7 +67,7 @@ test('disk move there and back and device evacuate under fio randwrite with veri
       ],
     )
     for (const j of jobs) {
-      assert.ok(j.stats.chunks >= SIZE / CHUNK, `job ${j.id}: ${j.stats.chunks} chunks`)
+      assert.ok(j.stats.chunks >= SIZE / CHUNK_MAX, `job ${j.id}: ${j.stats.chunks} chunks`)
       assert.ok(j.stats.stallP50Ms !== null && j.stats.stallP99Ms !== null)
     }
   })

@@ -5,7 +5,8 @@
 //   * when copyChunk resolves, the new pieces hold (written, maybe not yet
 //     durable) what the old extents held when it read them; it returns those
 //     bytes and their fdatasync, started, which resolves once they are
-//     durable; it reads through this host's page cache (the kernel's
+//     durable (each segment's writeback was started as soon as it was
+//     written, so little is left for the fdatasync); it reads through this host's page cache (the kernel's
 //     readahead streams from one chunk into the next), so what it read may be
 //     older than the device if another host wrote there: nothing relies on it
 //     being current;
@@ -20,7 +21,9 @@
 //     them all (equal bytes may sit unsynced in the page cache, written by the
 //     process that died);
 //   * a buffer belongs to one call at a time: jobs running side by side never
-//     share one; one given back (giveBuffer) is no longer used by its giver.
+//     share one; one given back (giveBuffer) is no longer used by its giver;
+//     under the fence only segment-sized buffers are used, faulted in before
+//     the fence (fresh memory costs ~2.5 ms per MiB to fault in on some VMs).
 
 import { VstorError } from '../../errors'
 import { MiB } from '../../size'
@@ -36,19 +39,45 @@ const DEPTH = 2
 /** Granularity of the comparison (and of the rewrites it makes). */
 const BLOCK = 64 * 1024
 
-/** Chunk buffers given back, for the next call (faulting in a fresh 16 MiB costs ~6 ms of CPU); dropped when unused for a while. */
+/**
+ * Chunk buffers given back, for the next call: faulting in fresh memory is slow (a fresh 16 MiB costs
+ * 6-40 ms, more than copying the chunk from the page cache). A spare serves any request up to its
+ * length (chunks vary in length); the smallest goes first when there are too many; all are dropped
+ * when unused for a while.
+ */
 const spare: Buffer[] = []
+const SPARES = 6
 let spareTimer: NodeJS.Timeout | null = null
 
-function takeBuffer(n: number): Buffer {
-  const i = spare.findIndex((b) => b.length === n)
-  return i >= 0 ? spare.splice(i, 1)[0]! : Buffer.allocUnsafe(n)
+/** The longest chunk a move copies (its buffers are made that long, so longer chunks later reuse them). */
+export const CHUNK_MAX = 64 * MiB
+
+/** n bytes, from a spare if one is long enough, else fresh with `room` bytes behind them (faulted in only as used). */
+function takeBuffer(n: number, room = n): Buffer {
+  let best = -1
+  for (let i = 0; i < spare.length; i++) if (spare[i]!.length >= n && (best < 0 || spare[i]!.length < spare[best]!.length)) best = i
+  return (best >= 0 ? spare.splice(best, 1)[0]! : Buffer.allocUnsafe(Math.max(n, room))).subarray(0, n)
 }
 
-/** The caller is done with a buffer copyChunk returned: the next call may reuse it. */
+/** Buffers whose memory was written once (faulted in). */
+const faulted = new WeakSet<ArrayBufferLike>()
+
+/** Fault in the segment buffers updateChunk takes under the fence now, outside the stall, unless spares are warm already. */
+function warmSegments(): void {
+  const bufs = Array.from({ length: DEPTH }, () => takeBuffer(SEGMENT))
+  for (const b of bufs) {
+    if (!faulted.has(b.buffer)) b.fill(0)
+    faulted.add(b.buffer)
+    giveBuffer(b)
+  }
+}
+
+/** The caller is done with a buffer copyChunk returned: the next call may reuse it (all of its memory). */
 export function giveBuffer(b: Buffer): void {
-  if (spare.length >= 4) return
-  spare.push(b)
+  if (b.byteOffset !== 0 || b.buffer.byteLength < MiB) return // a slice of Node's shared pool is not ours to keep
+  spare.push(Buffer.from(b.buffer, 0, b.buffer.byteLength)) // large buffers own their ArrayBuffer
+  spare.sort((x, y) => y.length - x.length)
+  spare.splice(SPARES)
   if (spareTimer) clearTimeout(spareTimer)
   spareTimer = setTimeout(() => void spare.splice(0), 10_000).unref()
 }
@@ -138,12 +167,18 @@ export interface PreCopy {
 export async function copyChunk(ctx: Ctx, orig: Extent[], dest: Piece[]): Promise<PreCopy> {
   const dev = devices(ctx)
   const segs = segments(orig, dest)
-  const data = takeBuffer(segs.reduce((n, s) => n + s.length, 0))
+  warmSegments()
+  const data = takeBuffer(
+    segs.reduce((n, s) => n + s.length, 0),
+    CHUNK_MAX,
+  )
   try {
     await pooled(segs, async (s, at) => {
       const b = data.subarray(at, at + s.length)
       await (await dev(s.src)).readAt(b, s.srcPos)
-      await (await dev(s.dst)).writeAt(b, s.dstPos)
+      const dst = await dev(s.dst)
+      await dst.writeAt(b, s.dstPos)
+      void dst.writeBehind(s.dstPos, s.length) // its writeback overlaps the next reads; the fdatasync below waits less
     })
   } catch (e) {
     giveBuffer(data) // no I/O into it is running (pooled settled)
@@ -164,7 +199,6 @@ export async function copyChunk(ctx: Ctx, orig: Extent[], dest: Piece[]): Promis
 export async function updateChunk(ctx: Ctx, orig: Extent[], dest: Piece[], prev: Buffer | null, fresh: boolean): Promise<number> {
   const dev = devices(ctx)
   const segs = segments(orig, dest)
-  const total = segs.reduce((n, s) => n + s.length, 0)
   const synced = new Set<number>(prev ? [] : dest.map((p) => p.device))
   let written = 0
   // once for the whole chunk, not per request: the readahead of one request then serves the next
@@ -172,32 +206,39 @@ export async function updateChunk(ctx: Ctx, orig: Extent[], dest: Piece[], prev:
     if (fresh) dropFresh(await dev(s.src), s.srcPos, s.length)
     if (!prev) dropFresh(await dev(s.dst), s.dstPos, s.length)
   }
-  const mine = takeBuffer(total)
-  const theirs = prev ?? takeBuffer(total)
+  // a segment's worth per request in flight (not a whole chunk: fresh memory is slow to fault in)
+  const free = Array.from({ length: Math.min(DEPTH, segs.length) }, () => ({
+    mine: takeBuffer(SEGMENT),
+    theirs: prev ? null : takeBuffer(SEGMENT),
+  }))
   try {
     await pooled(segs, async (s, at) => {
-      const b = mine.subarray(at, at + s.length)
-      const t = theirs.subarray(at, at + s.length)
-      const dst = await dev(s.dst)
-      await Promise.all([(await dev(s.src)).readAt(b, s.srcPos), prev ? null : dst.readAt(t, s.dstPos)])
-      for (let i = 0; i < s.length;) {
-        const same = (x: number): boolean => b.subarray(x, x + BLOCK).equals(t.subarray(x, x + BLOCK))
-        if (same(i)) {
-          i += BLOCK
-          continue
+      const bufs = free.pop()!
+      try {
+        const b = bufs.mine.subarray(0, s.length)
+        const t = prev ? prev.subarray(at, at + s.length) : bufs.theirs!.subarray(0, s.length)
+        const dst = await dev(s.dst)
+        await Promise.all([(await dev(s.src)).readAt(b, s.srcPos), prev ? null : dst.readAt(t, s.dstPos)])
+        for (let i = 0; i < s.length;) {
+          const same = (x: number): boolean => b.subarray(x, x + BLOCK).equals(t.subarray(x, x + BLOCK))
+          if (same(i)) {
+            i += BLOCK
+            continue
+          }
+          let end = i + BLOCK
+          while (end < s.length && !same(end)) end += BLOCK
+          end = Math.min(end, s.length)
+          await dst.writeAt(b.subarray(i, end), s.dstPos + i)
+          synced.add(s.dst)
+          written += end - i
+          i = end
         }
-        let end = i + BLOCK
-        while (end < s.length && !same(end)) end += BLOCK
-        end = Math.min(end, s.length)
-        await dst.writeAt(b.subarray(i, end), s.dstPos + i)
-        synced.add(s.dst)
-        written += end - i
-        i = end
+      } finally {
+        free.push(bufs)
       }
     })
   } finally {
-    giveBuffer(mine)
-    if (!prev) giveBuffer(theirs)
+    for (const f of free) for (const b of [f.mine, f.theirs]) if (b) giveBuffer(b)
   }
   for (const id of synced) await (await dev(id)).syncP()
   return written

@@ -1,20 +1,30 @@
 // Moving a disk's data to other devices while it is in use (LVM's pvmove),
-// one chunk of a few MiB at a time, through the no-write state:
-//   take:     new space for the chunk, recorded dirty before anything is
-//             written there (a crash leaves it to the scrubber, never as
-//             clean space holding another disk's bytes);
+// one chunk of 16-64 MiB at a time, through the no-write state:
+//   take:     new space for the chunk, recorded dirty (durably: a barrier runs
+//             before the copy) before anything is written there (a crash leaves
+//             it to the scrubber, never as clean space holding another disk's
+//             bytes); taken in the previous chunk's switch transaction if any;
 //   pre-copy: old place → new place while writes go on (no stall), read
-//             through this host's page cache (it need not be current); its
-//             fdatasync runs on through the fence;
-//   fence:    NoWrite on the chunk, committed with the checkpoint, pushed; wait
+//             through this host's page cache (it need not be current), written
+//             behind (writeback starts per segment) and fdatasync'd before the
+//             fence, so the stall never waits for it;
+//   fence:    NoWrite on the chunk, committed lazily with the checkpoint (lost
+//             in a power failure, the chunk is only copied again), pushed; wait
 //             until every known agent applied it (so no write to the old place
 //             is in flight or can start: writes there fault and wait);
 //   copy:     the blocks that changed since the pre-copy (all of them after a
-//             restart), the old place read as it is now (see sharesCache); fdatasync, and wait for the
-//             pre-copy's;
+//             restart), the old place read as it is now (see sharesCache); fdatasync;
 //   switch:   map the chunk to the new place with its old flags, committed
-//             with the checkpoint (the old place goes to quarantine), pushed;
+//             lazily with the checkpoint and the next chunk's take (the old
+//             place goes to quarantine), pushed as lazy: as after a thin
+//             allocation, an agent's next fsync waits for a barrier, and the
+//             old place is released only once the switch is durable (space.ts);
 //             held writes retry once their agent applied the switch.
+// No fsync of the database falls inside the stall (fence push to switch ack).
+//
+// Chunks are CHUNK long, doubling up to CHUNK_MAX while no agent serves
+// requests (fewer commits and round trips per byte), back to CHUNK as soon as
+// one does (shorter stalls and rests); see chunks.ts.
 //
 // Invariants:
 //   * reads go on from the old place throughout (NoWrite lets them through);
@@ -28,38 +38,38 @@
 //     restored, new space given back) and the job fails naming them; moved
 //     chunks stay moved, and running the move again finishes the rest.
 
-import { MiB } from '../../size'
 import { VstorError } from '../../errors'
-import { Flag, NO_DEVICE, type Extent } from '../../table/table'
-import type { Piece } from '../allocator'
+import { Flag } from '../../table/table'
 import { busyAt, markBusy, type Ctx } from '../context'
 import { log } from '../log'
 import { trimDirty } from '../space'
-import { isEmpty, type DiskRec } from '../state'
+import { isEmpty } from '../state'
+import {
+  forgetChunks,
+  giveBack,
+  liveDisk,
+  nextLength,
+  planChunk,
+  planned,
+  recordDirty,
+  recordTaken,
+  takeDest,
+  taken,
+  type MoveTask,
+  type Plan,
+} from './chunks'
 import { copyChunk, giveBuffer, onto, updateChunk, type PreCopy } from './copy'
 import type { JobRec } from './runner'
 
-export const CHUNK = 16 * MiB
+export { bytesToMove, CHUNK, needsMove, type MoveTask } from './chunks'
+
 /**
  * Pause after each chunk, as a fraction of the time it took, so foreground I/O keeps most of its
  * speed; only while some agent served requests since the last chunk (an idle pool moves at full speed).
  */
 const THROTTLE = 0.25
 
-/** What to move: extents of one disk in [start, end), not already on `to`; only those on `from` if given. */
-export interface MoveTask {
-  disk: string
-  uid: string
-  start: number
-  end: number
-  to: number[]
-  from?: number
-}
-interface Chunk {
-  start: number
-  end: number
-  orig: Extent[]
-  dest: Piece[]
+interface Chunk extends Plan {
   fencedAt: number
 }
 export interface MoveCheckpoint {
@@ -69,31 +79,10 @@ export interface MoveCheckpoint {
 
 /** Busy releases of fenced chunks, per job id (memory only: re-made on resume). */
 const held = new Map<number, () => void>()
-/** Destination pieces taken from the pool in this process, per job id. */
-const taken = new Map<number, Piece[]>()
 /** Requests each agent had served at the end of the job's last chunk, per job id. */
 const servedAt = new Map<number, Map<string, number | null>>()
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
-
-export function needsMove(e: Extent, task: MoveTask): boolean {
-  if (e.device === NO_DEVICE || e.flags & (Flag.Error | Flag.Invalid)) return false
-  return task.from !== undefined ? e.device === task.from : !task.to.includes(e.device)
-}
-
-/** Bytes of the task still to move. */
-export function bytesToMove(disk: DiskRec, task: MoveTask): number {
-  return disk.table
-    .slice(task.start, task.end)
-    .filter((e) => needsMove(e, task))
-    .reduce((s, e) => s + e.length, 0)
-}
-
-function liveDisk(ctx: Ctx, task: MoveTask): DiskRec {
-  const d = ctx.state.disks.get(task.disk)
-  if (!d || d.uid !== task.uid) throw new VstorError('NOT_FOUND', `disk '${task.disk}' was deleted during the move`)
-  return d
-}
 
 /** Resume hook: a chunk fenced before the restart is busy again before anyone can fault on it. */
 export function holdAgain(ctx: Ctx, job: JobRec, task: MoveTask, cp: MoveCheckpoint): void {
@@ -122,40 +111,10 @@ export function foreground(ctx: Ctx, jobId: number): boolean {
   return false
 }
 
-/** Under the lock: new space for a chunk, taken from the pool, its clean parts recorded dirty (durably) before any copy. */
-async function takeDest(ctx: Ctx, job: JobRec, task: MoveTask, bytes: number): Promise<Piece[]> {
-  const { state } = ctx
-  const dest = state.alloc.allocate(
-    bytes,
-    task.to.filter((id) => state.devices.get(id)?.health === 'ok'),
-  )
-  state.alloc.take(dest)
-  try {
-    await state.db.tx(async () => {
-      for (const p of dest.filter((x) => !x.dirty))
-        await state.db.run('INSERT INTO dirty (device_id, pstart, length) VALUES (?, ?, ?)', [p.device, p.pstart, p.length])
-    })
-  } catch (e) {
-    for (const dirty of [false, true])
-      state.alloc.give(
-        dest.filter((x) => x.dirty === dirty),
-        dirty,
-      )
-    throw e
-  }
-  taken.set(job.id, dest)
-  return dest
-}
-
-/** Under the lock: the taken space goes back to the pool (dirty: it may hold a copy). */
-function giveBack(ctx: Ctx, job: JobRec): void {
-  const t = taken.get(job.id)
-  if (t)
-    ctx.state.alloc.give(
-      t.filter((p) => ctx.state.devices.has(p.device)),
-      true,
-    )
-  taken.delete(job.id)
+/** The job's state in this process is gone (its end, its undo). */
+function forget(job: JobRec): void {
+  servedAt.delete(job.id)
+  forgetChunks(job)
 }
 
 /** One chunk: take, pre-copy, fence, copy, switch. 'done' when nothing is left to move in the task. */
@@ -172,22 +131,29 @@ export async function moveStep(
   let preMs = 0
   let copied: PreCopy | null = null
   if (!cp.chunk) {
-    const plan = await state.lock.run(async () => {
-      const disk = liveDisk(ctx, task)
-      // a fresh job's checkpoint is {}: it starts at the task's start
-      const e = disk.table.slice(Math.max(cp.cursor ?? task.start, task.start), task.end).find((x) => needsMove(x, task))
-      if (!e) return null
-      const start = e.vstart
-      const end = Math.min(e.vstart + e.length, start + CHUNK)
-      return { start, end, orig: disk.table.slice(start, end), dest: await takeDest(ctx, job, task, end - start) }
-    })
+    const plan =
+      planned.get(job.id) ??
+      (await state.lock.run(async () => {
+        const p = planChunk(ctx, job, task, cp.cursor ?? task.start) // a fresh job's checkpoint is {}
+        if (p) await recordTaken(ctx, job, p.dest)
+        return p
+      }))
+    planned.delete(job.id)
     if (!plan) {
-      servedAt.delete(job.id)
+      forget(job)
       return 'done'
     }
+    // the new space's dirty rows (and the last switch) reach the disk before any copy does
+    await state.barrier()
     const t0 = Date.now()
     await ctx.space.waitScrub(plan.dest) // a discard still running there must not land on the copy
     copied = await copyChunk(ctx, plan.orig, plan.dest)
+    try {
+      await copied.durable // before the fence: the stall never waits for the pre-copy to reach the device
+    } catch (e) {
+      giveBuffer(copied.data)
+      throw e
+    }
     preMs = Date.now() - t0
     const r = await state.lock.run(async () => {
       const disk = liveDisk(ctx, task)
@@ -205,13 +171,12 @@ export async function moveStep(
       )
       cp.cursor = plan.start
       cp.chunk = { ...plan, fencedAt: Date.now() }
-      const gen = await state.commitChange(disk, change, { extra: save })
+      const gen = await state.commitChange(disk, change, { extra: save, durable: false })
       cp.chunk.fencedAt = Date.now() // writes are held from the push on, not during the commit
       if (!isEmpty(change)) ctx.outbox.update(disk, change, gen)
       return gen
     })
     if (typeof r !== 'number') {
-      await copied.durable.catch(() => {}) // nothing of it is used: only let it end
       giveBuffer(copied.data)
       await r.wait
       return 'more'
@@ -233,13 +198,14 @@ export async function moveStep(
   )
   const t1 = Date.now()
   await ctx.space.waitScrub(c.dest)
-  // the pre-copy's fdatasync ran on meanwhile: the switch waits for it as for the update's own (and
-  // for both to end, so no write of the update is left running when one of them failed)
-  const fresh = !sharesCache(ctx)
-  const ends = await Promise.allSettled([copied?.durable, updateChunk(ctx, c.orig, c.dest, copied?.data ?? null, fresh)])
-  for (const e of ends) if (e.status === 'rejected') throw e.reason
-  if (copied) giveBuffer(copied.data)
+  try {
+    await updateChunk(ctx, c.orig, c.dest, copied?.data ?? null, !sharesCache(ctx))
+  } finally {
+    if (copied) giveBuffer(copied.data)
+  }
   const copyMs = preMs + Date.now() - t1
+  const busy = foreground(ctx, job.id) // served counts as of the fence's acks
+  nextLength(job, busy)
   const switchGen = await state.lock.run(async () => {
     const disk = liveDisk(ctx, task)
     const next = disk.table.plan(c.start, c.end, onto(c.orig, c.dest))
@@ -248,17 +214,38 @@ export async function moveStep(
     job.stats.copyMs += copyMs
     cp.cursor = c.end
     cp.chunk = undefined
-    const gen = await state.commitChange(disk, next, {
-      preTaken: true,
-      extra: async () => {
-        await save()
-        for (const p of c.dest) await trimDirty(state, p.device, p.pstart, p.pstart + p.length)
-      },
-    })
-    taken.delete(job.id)
+    taken.set(job.id, []) // c.dest is mapped by the switch (preTaken)
+    // the next chunk's space, taken in this transaction; none when the pool is short (the next step tries again)
+    let then: Plan | null = null
+    try {
+      then = planChunk(ctx, job, task, c.end)
+    } catch (e) {
+      if (!(e instanceof VstorError) || e.code !== 'NO_SPACE') throw e
+    }
+    const gen = await state
+      .commitChange(disk, next, {
+        preTaken: true,
+        durable: false,
+        extra: async () => {
+          await save()
+          for (const p of c.dest) await trimDirty(state, p.device, p.pstart, p.pstart + p.length)
+          if (then) await recordDirty(ctx, then.dest)
+        },
+      })
+      .catch((e: unknown) => {
+        // not switched after all: the undo restores the old flags and gives the new space back
+        taken.set(job.id, [...c.dest, ...(taken.get(job.id) ?? [])])
+        cp.cursor = c.start
+        cp.chunk = c
+        job.done -= c.end - c.start
+        job.stats.copied -= c.end - c.start
+        job.stats.copyMs -= copyMs
+        throw e
+      })
+    if (then) planned.set(job.id, then)
     held.get(job.id)?.()
     held.delete(job.id)
-    ctx.outbox.update(disk, next, gen)
+    ctx.outbox.update(disk, next, gen, true) // lazy: an agent's next fsync asks for a barrier first
     return gen
   })
   await ctx.jobs.interruptible(
@@ -267,7 +254,7 @@ export async function moveStep(
   )
   job.stats.stalls.push(Date.now() - c.fencedAt)
   ctx.space.kick()
-  if (foreground(ctx, job.id)) await sleep((Date.now() - stepStart) * THROTTLE)
+  if (busy) await sleep((Date.now() - stepStart) * THROTTLE)
   return 'more'
 }
 
@@ -275,7 +262,7 @@ export async function moveStep(
 export async function undoChunk(ctx: Ctx, job: JobRec, task: MoveTask, cp: MoveCheckpoint, save: () => Promise<void>): Promise<void> {
   const { state } = ctx
   const c = cp.chunk
-  servedAt.delete(job.id)
+  forget(job)
   await state.lock.run(async () => {
     giveBack(ctx, job)
     cp.chunk = undefined
