@@ -92,6 +92,7 @@ async function serve(opts: AgentOptions): Promise<void> {
     faultTimeoutMs: opts.faultTimeoutMs ?? 60_000,
     frontend,
     served: (): number => DiskIO.served + native.served(),
+    written: (): number => DiskIO.written + native.written(),
   })
   const state = new AgentState({
     fault: (f) => link.fault(f),

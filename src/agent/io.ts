@@ -65,6 +65,11 @@ const MAX_RETRIES = 16
 export class DiskIO {
   /** Reads, writes and discards that entered through JS, all disks of this agent (a busy signal for the controller's background jobs). */
   static served = 0
+  /**
+   * Writes finished (ok or not), every disk: counted before the write leaves the gate, so a table
+   * change that quiesced a range counts every write that was in it (a move's fence ack carries it).
+   */
+  static written = 0
   readonly gate = new RangeGate()
   /** Set once the controller removed the disk; open handles then get EIO. */
   removed = false
@@ -288,6 +293,7 @@ export class DiskIO {
     if (!store) return false
     const n = end - pos
     const cb = (err: NodeJS.ErrnoException | null): void => {
+      if (write) DiskIO.written++
       this.gate.leave(token)
       if (err) return this.deviceError(err, device, pos, n, done)
       if (write) this.markDirty(store)
@@ -305,6 +311,7 @@ export class DiskIO {
     let failed: { err: NodeJS.ErrnoException; seg: Seg } | null = null
     const one = (): void => {
       if (--left !== 0) return
+      if (write) DiskIO.written++
       this.gate.leave(token)
       if (failed) return this.deviceError(failed.err, failed.seg.device, failed.seg.vpos, failed.seg.len, done)
       done(n)

@@ -32,8 +32,10 @@ export interface LinkOptions {
   loadWaitMs?: number
   /** The FUSE front end in use, for the controller's status. */
   frontend?: string
-  /** Requests served so far (monotonic, all disks): sent with each table.update ack. */
+  /** Requests served so far (monotonic, all disks): sent with each ack of a pushed change. */
   served?: () => number
+  /** Writes finished so far (monotonic, all disks; counted before a write leaves its range): sent with each ack of a pushed change. */
+  written?: () => number
 }
 
 export class Link extends EventEmitter {
@@ -232,7 +234,7 @@ export class Link extends EventEmitter {
 
   /** Controller -> agent requests, applied strictly in arrival order. */
   private handle(method: string, params: unknown, payload: Buffer | undefined): Promise<unknown> {
-    const run = async (): Promise<{ generation: number; served?: number }> => {
+    const run = async (): Promise<{ generation: number; served?: number; written?: number }> => {
       const s = this.state
       switch (method) {
         case 'table.load':
@@ -255,8 +257,9 @@ export class Link extends EventEmitter {
           throw new VstorError('UNKNOWN_METHOD', `agent does not handle '${method}'`)
       }
       this.emit('applied', method)
-      const served = method === 'table.update' ? this.opts.served?.() : undefined
-      return { generation: s.generation, ...(served !== undefined ? { served } : {}) }
+      const served = this.opts.served?.()
+      const written = this.opts.written?.()
+      return { generation: s.generation, ...(served !== undefined ? { served } : {}), ...(written !== undefined ? { written } : {}) }
     }
     const p = this.queue.then(run, run)
     this.queue = p.catch(() => {})

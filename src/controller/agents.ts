@@ -27,6 +27,8 @@ export interface AgentRec {
   generation: number
   /** Requests the agent had served at its last table.update ack (null: not reported). */
   served: number | null
+  /** Writes the agent had finished at its last table.update ack (null: not reported). */
+  written: number | null
   openDisks: string[]
   forgotten: boolean
   firstSeen: string
@@ -70,6 +72,7 @@ export class Agents {
         epoch: Number(r.epoch),
         generation: Number(r.generation),
         served: null,
+        written: null,
         openDisks: open,
         forgotten: Number(r.forgotten) !== 0,
         firstSeen: String(r.first_seen),
@@ -139,6 +142,7 @@ export class Agents {
       epoch,
       generation: hello.generation ?? 0,
       served: null,
+      written: null,
       openDisks: old && hello.epoch !== undefined ? old.openDisks : [],
       forgotten: false,
       firstSeen: old?.firstSeen ?? now,

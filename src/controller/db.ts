@@ -94,10 +94,16 @@ export class Db {
     })
   }
 
-  /** Make every commit so far durable: one fsync'd write transaction, only when a lazy commit is pending. */
+  /**
+   * Make every commit so far durable: one fsync'd write transaction, only when a lazy commit is
+   * pending (checked again once it holds the transaction lock: barriers that waited behind one
+   * another, or behind a durable commit, find nothing left to sync and commit nothing).
+   */
   async barrier(): Promise<void> {
     if (!this.lazyCommits) return
-    await this.tx(() => this.run("UPDATE meta SET value = value WHERE key = 'generation'").then(() => undefined))
+    await this.tx(async () => {
+      if (this.lazyCommits) await this.run("UPDATE meta SET value = value WHERE key = 'generation'")
+    })
   }
 
   private closers: (() => Promise<void>)[] = []

@@ -16,7 +16,7 @@
 //     load at that same generation).
 
 import { VstorError } from '../errors'
-import type { AgentDevice, ControllerToAgentMethods, LoadDisk } from '../protocol/messages'
+import type { AgentDevice, ControllerToAgentMethods, LoadDisk, PushAck } from '../protocol/messages'
 import { Table, type Change } from '../table/table'
 import type { AgentRec, Agents } from './agents'
 import { log } from './log'
@@ -34,6 +34,12 @@ interface Waiter {
 }
 
 /** What an agent needs to know about a disk beyond its table. */
+/** The counts an agent's ack carries (see PushAck), kept for the jobs (jobs/acks.ts). */
+function counts(a: AgentRec, r: PushAck): void {
+  if (typeof r.served === 'number') a.served = r.served
+  if (typeof r.written === 'number') a.written = r.written
+}
+
 function diskTraits(d: DiskRec): { readonly?: true; sparse?: true } {
   return { ...(d.readonly ? { readonly: true } : {}), ...(d.thin || d.origin !== null ? { sparse: true } : {}) }
 }
@@ -116,7 +122,8 @@ export class Outbox {
     a.inSync = true
     a.loading = true
     conn.call('table.load', params, { payload: Buffer.concat(bufs) }).then(
-      (r) => {
+      (r: PushAck) => {
+        counts(a, r)
         a.loading = false
         a.refreshedAt = new Date()
         log(`agent ${a.id}: table.load (${why}) acked at generation ${r.generation}`)
@@ -198,9 +205,9 @@ export class Outbox {
     for (const a of this.agents.connected()) {
       if (!a.inSync) continue
       const conn = a.conn!
-      ;(conn.call(method, params, payload ? { payload } : {}) as Promise<{ generation: number; served?: number }>).then(
+      ;(conn.call(method, params, payload ? { payload } : {}) as Promise<PushAck>).then(
         (r) => {
-          if (typeof r.served === 'number') a.served = r.served // before the ack wakes anyone
+          counts(a, r) // before the ack wakes anyone
           this.agents.acked(a, r.generation)
           this.check()
         },

@@ -137,7 +137,9 @@ export class Space {
     const { state } = this
     const passed = state.quarantine.filter((q) => q.generation <= this.agents.minGeneration())
     if (passed.length === 0) return // most kicks: no fsync, no lock
-    if (passed.some((q) => q.generation > state.durable)) await state.barrier()
+    // a copying job makes its commits durable at each step (and kicks): no fsync here to hold the
+    // transaction lock its next commit needs
+    if (passed.some((q) => q.generation > state.durable) && !this.copying()) await state.barrier()
     await state.lock.run(async () => {
       const min = Math.min(this.agents.minGeneration(), state.durable)
       const ready = state.quarantine.filter((q) => q.generation <= min && state.devices.has(q.device))

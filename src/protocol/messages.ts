@@ -234,6 +234,17 @@ export interface DiscardReply {
   errno?: 'EROFS' | 'EIO'
   reason?: string
 }
+/**
+ * An agent's answer to every pushed change. served: requests it has served so far, all disks
+ * (monotonic; tells background jobs about foreground I/O). written: writes it finished so far, all
+ * disks, each counted before it left its range (so the ack of a change that quiesced a range counts
+ * every write that was in it).
+ */
+export interface PushAck {
+  generation: number
+  served?: number
+  written?: number
+}
 /** Controller -> agent requests. Tables ride as the binary payload (Table.encode). */
 export interface ControllerToAgentMethods {
   /** Replace the agent's whole copy: every disk. Payload: concatenated encoded tables in `disks` order. */
@@ -245,7 +256,7 @@ export interface ControllerToAgentMethods {
       devices: AgentDevice[]
       disks: LoadDisk[]
     },
-    { generation: number },
+    PushAck,
   ]
   /** Apply one change to one disk under the per-range blocking protocol. Payload: encoded extents of the change. */
   'table.update': [
@@ -260,18 +271,17 @@ export interface ControllerToAgentMethods {
       /** Committed without fsync: an fsync of this disk asks for metadata.sync first. */
       lazy?: boolean
     },
-    /** served: requests the agent has served so far, all disks (monotonic; tells background jobs about foreground I/O). */
-    { generation: number; served?: number },
+    PushAck,
   ]
   /** A disk was created (payload: its encoded table). */
   'disk.add': [
     { generation: number; disk: string; uid: string; size: number; readonly?: boolean; sparse?: boolean; devices?: AgentDevice[] },
-    { generation: number },
+    PushAck,
   ]
   /** A disk was deleted: open fds of it get EIO. */
-  'disk.remove': [{ generation: number; disk: string; uid: string }, { generation: number }]
+  'disk.remove': [{ generation: number; disk: string; uid: string }, PushAck]
   /** A disk's whole table changed (resize, revert): the new table is the payload; open fds keep working. */
-  'table.replace': [{ generation: number; disk: string; uid: string; size: number }, { generation: number }]
+  'table.replace': [{ generation: number; disk: string; uid: string; size: number }, PushAck]
 }
 /** Notes (no answer). */
 export interface Notes {

@@ -90,7 +90,7 @@ export class FakeController {
     end: number,
     extents: Extent[],
     lazy = false,
-  ): Promise<{ generation: number; served?: number }> {
+  ): Promise<{ generation: number; served?: number; written?: number }> {
     const d = this.disks.find((x) => x.name === disk)!
     const t = new Table(d.size, d.extents)
     const c = t.plan(start, end, extents)

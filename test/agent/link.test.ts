@@ -23,7 +23,15 @@ async function rig(t: import('node:test').TestContext, faultTimeoutMs: number) {
   const dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'vstor-link-'))
   const socket = path.join(dir, 'vstor.sock')
   const store = new MemStore(8 * MiB)
-  const link = new Link({ socket, agentId: 'a1', mountpoint: '/mnt/x', faultTimeoutMs, loadWaitMs: 500, served: () => DiskIO.served })
+  const link = new Link({
+    socket,
+    agentId: 'a1',
+    mountpoint: '/mnt/x',
+    faultTimeoutMs,
+    loadWaitMs: 500,
+    served: () => DiskIO.served,
+    written: () => DiskIO.written,
+  })
   const state = new AgentState({ fault: (f) => link.fault(f), open: async () => store })
   const ctls: FakeController[] = []
   const controller = async () => {
@@ -98,7 +106,7 @@ test('a fault with no controller for faultTimeoutMs fails the I/O with EIO', asy
   assert.equal(await r.write(MiB, 4096), -E.EIO)
 })
 
-test('a table.update ack carries the requests served so far, so a background job can tell an idle agent from a busy one', async (t) => {
+test('a table.update ack carries the requests served and the writes finished so far (a background job tells idle from busy, and written from not)', async (t) => {
   const r = await rig(t, 1000)
   const c = await r.controller()
   await r.link.start(r.state)
@@ -110,4 +118,7 @@ test('a table.update ack carries the requests served so far, so a background job
   await new Promise<number>((res) => r.state.disks.get('d')!.read(Buffer.alloc(4096), 4096, 0, res))
   const busy = await c.update('d', 0, MiB, [ext(0, MiB, 1, MiB)])
   assert.equal(busy.served, first.served! + 2, 'one write and one read')
+  assert.equal(typeof first.written, 'number')
+  assert.equal(idle.written, first.written)
+  assert.equal(busy.written, first.written! + 1, 'the write, not the read')
 })

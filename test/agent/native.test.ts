@@ -87,7 +87,7 @@ test('native: open fds of a removed disk get EIO; a native write before it lande
   await unmountAgent(s.mnt, s.socket)
 })
 
-test('native: table.update acks keep coming under native reads at QD16, and count the requests served', async (t) => {
+test('native: table.update acks keep coming under native reads at QD16, and count the requests served and the writes finished', async (t) => {
   if (!requireNative(t)) return
   const s = await setup(t)
   await s.startAgent()
@@ -113,7 +113,15 @@ test('native: table.update acks keep coming under native reads at QD16, and coun
   assert.equal(await settled(changes, 60_000), true, 'a table change under native reads was not acked')
   const last = await changes
   assert.ok(last.served! > first.served!, `served did not grow under fio: ${first.served} -> ${last.served}`)
+  assert.equal(last.written, first.written, 'reads are not writes')
   fio.child.kill('SIGKILL')
   await fio.done
+  // a write on the native path (a plainly mapped extent) is counted by the next ack
+  await s.ctl.update('d', 0, 2 * MiB, [ext(0, 2 * MiB, 1, MiB)])
+  const fd = await fs.promises.open(s.img, 'r+')
+  await fd.write(Buffer.alloc(4096, 0x33), 0, 4096, 3 * MiB)
+  await fd.close()
+  const after = await s.ctl.update('d', 0, MiB, [ext(0, MiB, 1, MiB)])
+  assert.ok(after.written! > last.written!, `a native write was not counted: ${last.written} -> ${after.written}`)
   await unmountAgent(s.mnt, s.socket)
 })

@@ -174,6 +174,7 @@ typedef struct session {
   atomic_int nat_inflight; /* native requests not answered yet */
   atomic_int nat_off;      /* unmount drain: new requests go to JS, so nat_inflight only falls */
   atomic_ullong nat_reads, nat_writes, nat_to_js, nat_queued, nat_errors; /* outlive nm */
+  atomic_ullong nat_written; /* writes finished, counted before they leave the flight list (mapWritten) */
 
   /* records (rlock) */
   pthread_mutex_t rlock;

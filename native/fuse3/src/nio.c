@@ -145,6 +145,9 @@ static int do_io(nreq_t *r) {
 static void finish(session_t *s, nreq_t *r, int err) {
   ndisk_t *d = r->disk;
   int full = err == ENOSPC || err == EDQUOT;
+  /* counted before the request leaves the flight list: a table change that waited for it reads a
+   * count that includes it (a move skips rereading a chunk only when no write finished meanwhile) */
+  if (r->write) atomic_fetch_add(&s->nat_written, 1);
   pthread_mutex_lock(&d->lock);
   if (r->fprev) r->fprev->fnext = r->fnext;
   else d->flight = r->fnext;

@@ -291,6 +291,15 @@ static napi_value js_map_stats(napi_env env, napi_callback_info info) {
 
 /* mapServed(h) -> reads + writes the native path answered (atomics only: no lock, so it is safe
  * to call on every table.update ack while worker threads hold disk locks) */
+/* mapWritten(h) -> writes the native path finished, ok or not (atomic; counted before each leaves
+ * the flight list, so a table change that waited for a write sees it) */
+static napi_value js_map_written(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  napi_value x;
+  napi_create_double(env, (double)atomic_load(&s->nat_written), &x);
+  return x;
+}
+
 static napi_value js_map_served(napi_env env, napi_callback_info info) {
   ARGS(1);
   napi_value x;
@@ -312,5 +321,6 @@ const napi_property_descriptor nmap_props[] = {
     FN("mapEnable", js_map_enable),
     FN("mapStats", js_map_stats),
     FN("mapServed", js_map_served),
+    FN("mapWritten", js_map_written),
 };
 const size_t nmap_props_count = sizeof(nmap_props) / sizeof(nmap_props[0]);

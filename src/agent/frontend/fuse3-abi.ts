@@ -145,6 +145,8 @@ export interface Fuse3Addon {
   mapStats(h: Handle): Partial<NativeStats>
   /** Reads + writes the native path answered (atomic counters, no lock). */
   mapServed(h: Handle): number
+  /** Writes the native path finished (ok or not), counted before each leaves the flight list; atomics only. */
+  mapWritten(h: Handle): number
 }
 
 export interface NativeStats {

@@ -89,6 +89,12 @@ export class NativeMap implements TableListener {
     return s ? s.addon.mapServed(s.h) : 0
   }
 
+  /** Writes the native path finished (0 when it never ran); counted before a table change waiting for one goes on. */
+  written(): number {
+    const s = this.last
+    return s ? s.addon.mapWritten(s.h) : 0
+  }
+
   block(disk: DiskIO, start: number, end: number): Promise<void> {
     const s = this.session
     if (!s) {

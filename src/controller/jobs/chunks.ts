@@ -7,8 +7,10 @@
 //   * a planned chunk's clean pieces are recorded dirty in a transaction that reaches the disk
 //     before any copy into them (moveStep's barrier), so a crash never leaves another disk's bytes
 //     in space the pool thinks clean;
-//   * a chunk lies inside one extent and is CHUNK long at first; it doubles up to CHUNK_MAX after
-//     each chunk no agent served requests during, and is CHUNK again after one they did.
+//   * a chunk lies inside one extent; a job's first is FIRST_CHUNK long (nothing is known yet of the
+//     load, nor whether the agents wrote since their last ack, so its copy is reread under the
+//     fence: keep that short); after a chunk agents served requests during, the next is CHUNK
+//     long; after one they did not, twice the last, up to CHUNK_MAX.
 
 import { VstorError } from '../../errors'
 import { MiB } from '../../size'
@@ -20,6 +22,7 @@ import { CHUNK_MAX } from './copy'
 import type { JobRec } from './runner'
 
 export const CHUNK = 16 * MiB
+export const FIRST_CHUNK = 4 * MiB
 
 /** What to move: extents of one disk in [start, end), not already on `to`; only those on `from` if given. */
 export interface MoveTask {
@@ -125,7 +128,7 @@ export function giveBack(ctx: Ctx, job: JobRec): void {
 
 /** The length of the job's next chunk (at most: a chunk ends with its extent). */
 export function chunkLength(job: JobRec): number {
-  return lengths.get(job.id) ?? CHUNK
+  return lengths.get(job.id) ?? FIRST_CHUNK
 }
 
 /** After a chunk: the next one's length (see the top); `busy`: some agent served requests during it. */
@@ -133,7 +136,7 @@ export function nextLength(job: JobRec, busy: boolean): void {
   lengths.set(job.id, busy ? CHUNK : Math.min(CHUNK_MAX, 2 * chunkLength(job)))
 }
 
-/** The job's chunk state in this process is gone (its end or its undo): the next chunk is CHUNK long. */
+/** The job's chunk state in this process is gone (its end or its undo): the next chunk is a first one. */
 export function forgetChunks(job: JobRec): void {
   lengths.delete(job.id)
 }

@@ -1,5 +1,5 @@
 // Moving a disk's data to other devices while it is in use (LVM's pvmove),
-// one chunk of 16-64 MiB at a time, through the no-write state:
+// one chunk of 4-64 MiB at a time, through the no-write state:
 //   take:     new space for the chunk, recorded dirty (durably: a barrier runs
 //             before the copy) before anything is written there (a crash leaves
 //             it to the scrubber, never as clean space holding another disk's
@@ -14,6 +14,8 @@
 //             is in flight or can start: writes there fault and wait);
 //   copy:     the blocks that changed since the pre-copy (all of them after a
 //             restart), the old place read as it is now (see sharesCache); fdatasync;
+//             nothing to do when no agent finished a write since before the
+//             pre-copy read (their acks carry counts; see acks.ts);
 //   switch:   map the chunk to the new place with its old flags, committed
 //             lazily with the checkpoint and the next chunk's take (the old
 //             place goes to quarantine), pushed as lazy: as after a thin
@@ -24,7 +26,7 @@
 //
 // Chunks are CHUNK long, doubling up to CHUNK_MAX while no agent serves
 // requests (fewer commits and round trips per byte), back to CHUNK as soon as
-// one does (shorter stalls and rests); see chunks.ts.
+// one does (shorter stalls and rests); a job's first is short; see chunks.ts.
 //
 // Invariants:
 //   * reads go on from the old place throughout (NoWrite lets them through);
@@ -58,10 +60,11 @@ import {
   type MoveTask,
   type Plan,
 } from './chunks'
+import { foreground, forgetServed, sharesCache, unwritten, writesNow, type Writes } from './acks'
 import { copyChunk, giveBuffer, onto, updateChunk, type PreCopy } from './copy'
 import type { JobRec } from './runner'
 
-export { bytesToMove, CHUNK, needsMove, type MoveTask } from './chunks'
+export { bytesToMove, CHUNK, FIRST_CHUNK, needsMove, type MoveTask } from './chunks'
 
 /**
  * Pause after each chunk, as a fraction of the time it took, so foreground I/O keeps most of its
@@ -79,9 +82,6 @@ export interface MoveCheckpoint {
 
 /** Busy releases of fenced chunks, per job id (memory only: re-made on resume). */
 const held = new Map<number, () => void>()
-/** Requests each agent had served at the end of the job's last chunk, per job id. */
-const servedAt = new Map<number, Map<string, number | null>>()
-
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 
 /** Resume hook: a chunk fenced before the restart is busy again before anyone can fault on it. */
@@ -89,31 +89,9 @@ export function holdAgain(ctx: Ctx, job: JobRec, task: MoveTask, cp: MoveCheckpo
   if (cp.chunk && !held.has(job.id)) held.set(job.id, markBusy(ctx, task.uid, cp.chunk.start, cp.chunk.end))
 }
 
-/**
- * Every known agent is connected over the Unix socket, so on this host: its writes go through the
- * page cache the controller reads (no device is opened O_DIRECT), and a cached read is current.
- * A TLS agent, or one not connected now, may be on another host: read the device afresh.
- */
-function sharesCache(ctx: Ctx): boolean {
-  return ctx.agents.known().every((a) => a.conn !== null && !a.conn.closed && a.conn.peerName === null)
-}
-
-/**
- * Some known agent served requests since the job's last chunk ended, or cannot tell (an agent
- * that does not report, or the job's first chunk): then the job rests after this chunk.
- */
-export function foreground(ctx: Ctx, jobId: number): boolean {
-  const before = servedAt.get(jobId)
-  const now = new Map(ctx.agents.known().map((a) => [a.id, a.served]))
-  servedAt.set(jobId, now)
-  if (!before) return true
-  for (const [id, n] of now) if (n === null || before.get(id) !== n) return true
-  return false
-}
-
 /** The job's state in this process is gone (its end, its undo). */
 function forget(job: JobRec): void {
-  servedAt.delete(job.id)
+  forgetServed(job.id)
   forgetChunks(job)
 }
 
@@ -130,6 +108,7 @@ export async function moveStep(
   let fenceGen: number
   let preMs = 0
   let copied: PreCopy | null = null
+  let before: Writes | null = null // agents' write counts before the pre-copy read, when a fence is pushed after it
   if (!cp.chunk) {
     const plan =
       planned.get(job.id) ??
@@ -143,10 +122,13 @@ export async function moveStep(
       forget(job)
       return 'done'
     }
-    // the new space's dirty rows (and the last switch) reach the disk before any copy does
+    // the new space's dirty rows (and the last switch) reach the disk before any copy does; the
+    // old space of the last switch can be released now
     await state.barrier()
+    ctx.space.kick()
     const t0 = Date.now()
     await ctx.space.waitScrub(plan.dest) // a discard still running there must not land on the copy
+    const counts = writesNow(ctx)
     copied = await copyChunk(ctx, plan.orig, plan.dest)
     try {
       await copied.durable // before the fence: the stall never waits for the pre-copy to reach the device
@@ -173,7 +155,10 @@ export async function moveStep(
       cp.chunk = { ...plan, fencedAt: Date.now() }
       const gen = await state.commitChange(disk, change, { extra: save, durable: false })
       cp.chunk.fencedAt = Date.now() // writes are held from the push on, not during the commit
-      if (!isEmpty(change)) ctx.outbox.update(disk, change, gen)
+      if (!isEmpty(change)) {
+        ctx.outbox.update(disk, change, gen)
+        before = counts // its acks tell whether a write finished since
+      }
       return gen
     })
     if (typeof r !== 'number') {
@@ -199,7 +184,7 @@ export async function moveStep(
   const t1 = Date.now()
   await ctx.space.waitScrub(c.dest)
   try {
-    await updateChunk(ctx, c.orig, c.dest, copied?.data ?? null, !sharesCache(ctx))
+    if (!copied || !before || !unwritten(ctx, before)) await updateChunk(ctx, c.orig, c.dest, copied?.data ?? null, !sharesCache(ctx))
   } finally {
     if (copied) giveBuffer(copied.data)
   }
