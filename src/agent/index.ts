@@ -92,7 +92,10 @@ async function serve(opts: AgentOptions): Promise<void> {
     faultTimeoutMs: opts.faultTimeoutMs ?? 60_000,
     frontend,
     served: (): number => DiskIO.served + native.served(),
-    written: (): number => DiskIO.written + native.written(),
+    written: (): number | undefined => {
+      const n = native.written()
+      return n === null ? undefined : DiskIO.written + n
+    },
   })
   const state = new AgentState({
     fault: (f) => link.fault(f),

@@ -35,7 +35,7 @@ export interface LinkOptions {
   /** Requests served so far (monotonic, all disks): sent with each ack of a pushed change. */
   served?: () => number
   /** Writes finished so far (monotonic, all disks; counted before a write leaves its range): sent with each ack of a pushed change. */
-  written?: () => number
+  written?: () => number | undefined
 }
 
 export class Link extends EventEmitter {

@@ -89,10 +89,15 @@ export class NativeMap implements TableListener {
     return s ? s.addon.mapServed(s.h) : 0
   }
 
-  /** Writes the native path finished (0 when it never ran); counted before a table change waiting for one goes on. */
-  written(): number {
+  /**
+   * Writes the native path finished (0 when it never ran); counted before a table change waiting
+   * for one goes on. Null when the addon cannot count them (an older build): then nobody may
+   * conclude that nothing was written.
+   */
+  written(): number | null {
     const s = this.last
-    return s ? s.addon.mapWritten(s.h) : 0
+    if (!s) return 0
+    return typeof s.addon.mapWritten === 'function' ? s.addon.mapWritten(s.h) : null
   }
 
   block(disk: DiskIO, start: number, end: number): Promise<void> {
