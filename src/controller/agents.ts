@@ -25,9 +25,9 @@ export interface AgentRec {
   pid: number
   epoch: number
   generation: number
-  /** Requests the agent had served at its last table.update ack (null: not reported). */
+  /** Requests the agent had served at its last ack of a pushed change (null: not reported). */
   served: number | null
-  /** Writes the agent had finished at its last table.update ack (null: not reported). */
+  /** Writes the agent had finished at its last ack of a pushed change (null: not reported). */
   written: number | null
   openDisks: string[]
   forgotten: boolean

@@ -33,13 +33,13 @@ interface Waiter {
   what: string
 }
 
-/** What an agent needs to know about a disk beyond its table. */
 /** The counts an agent's ack carries (see PushAck), kept for the jobs (jobs/acks.ts). */
 function counts(a: AgentRec, r: PushAck): void {
   if (typeof r.served === 'number') a.served = r.served
   if (typeof r.written === 'number') a.written = r.written
 }
 
+/** What an agent needs to know about a disk beyond its table. */
 function diskTraits(d: DiskRec): { readonly?: true; sparse?: true } {
   return { ...(d.readonly ? { readonly: true } : {}), ...(d.thin || d.origin !== null ? { sparse: true } : {}) }
 }

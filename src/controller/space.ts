@@ -83,7 +83,7 @@ export class Space {
     private readonly state: State,
     private readonly agents: Agents,
     private readonly io: DeviceIo,
-    private readonly copying: () => boolean = () => false,
+    private readonly copying: () => boolean,
   ) {}
 
   /** Something changed (an ack, a forget, a release): release what is safe, scrub what is dirty. Debounced. */

@@ -289,8 +289,6 @@ static napi_value js_map_stats(napi_env env, napi_callback_info info) {
   return o;
 }
 
-/* mapServed(h) -> reads + writes the native path answered (atomics only: no lock, so it is safe
- * to call on every table.update ack while worker threads hold disk locks) */
 /* mapWritten(h) -> writes the native path finished, ok or not (atomic; counted before each leaves
  * the flight list, so a table change that waited for a write sees it) */
 static napi_value js_map_written(napi_env env, napi_callback_info info) {
@@ -300,6 +298,8 @@ static napi_value js_map_written(napi_env env, napi_callback_info info) {
   return x;
 }
 
+/* mapServed(h) -> reads + writes the native path answered (atomics only: no lock, so it is safe
+ * to call on every ack while worker threads hold disk locks) */
 static napi_value js_map_served(napi_env env, napi_callback_info info) {
   ARGS(1);
   napi_value x;

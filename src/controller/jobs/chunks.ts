@@ -43,7 +43,7 @@ export interface Plan {
 export const taken = new Map<number, Piece[]>()
 /** The next chunk, planned and its space taken in the previous chunk's switch, per job id. */
 export const planned = new Map<number, Plan>()
-/** The length of the job's next chunk, per job id (CHUNK .. CHUNK_MAX). */
+/** The length of the job's next chunk, per job id (FIRST_CHUNK .. CHUNK_MAX). */
 const lengths = new Map<number, number>()
 
 export function needsMove(e: Extent, task: MoveTask): boolean {

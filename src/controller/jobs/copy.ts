@@ -52,24 +52,23 @@ let spareTimer: NodeJS.Timeout | null = null
 /** The longest chunk a move copies (its buffers are made that long, so longer chunks later reuse them). */
 export const CHUNK_MAX = 64 * MiB
 
-/** n bytes, from a spare if one is long enough, else fresh with `room` bytes behind them (faulted in only as used). */
-function takeBuffer(n: number, room = n): Buffer {
+/**
+ * n bytes, from a spare if one is long enough, else fresh with `room` bytes behind them (faulted in
+ * only as used, unless `fault`: then written once now).
+ */
+function takeBuffer(n: number, room = n, fault = false): Buffer {
   let best = -1
   for (let i = 0; i < spare.length; i++) if (spare[i]!.length >= n && (best < 0 || spare[i]!.length < spare[best]!.length)) best = i
-  return (best >= 0 ? spare.splice(best, 1)[0]! : Buffer.allocUnsafe(Math.max(n, room))).subarray(0, n)
+  if (best >= 0) return spare.splice(best, 1)[0]!.subarray(0, n)
+  const b = Buffer.allocUnsafe(Math.max(n, room))
+  if (fault) b.fill(0)
+  return b.subarray(0, n)
 }
 
-/** Buffers whose memory was written once (faulted in). */
-const faulted = new WeakSet<ArrayBufferLike>()
-
-/** Fault in the segment buffers updateChunk takes under the fence now, outside the stall, unless spares are warm already. */
+/** The segment buffers updateChunk takes under the fence, made spare now (outside the stall) unless they are already. */
 function warmSegments(): void {
-  const bufs = Array.from({ length: DEPTH }, () => takeBuffer(SEGMENT))
-  for (const b of bufs) {
-    if (!faulted.has(b.buffer)) b.fill(0)
-    faulted.add(b.buffer)
-    giveBuffer(b)
-  }
+  const bufs = Array.from({ length: DEPTH }, () => takeBuffer(SEGMENT, SEGMENT, true))
+  for (const b of bufs) giveBuffer(b)
 }
 
 /** The caller is done with a buffer copyChunk returned: the next call may reuse it (all of its memory). */

@@ -184,7 +184,7 @@ export async function moveStep(
   const t1 = Date.now()
   await ctx.space.waitScrub(c.dest)
   try {
-    if (!copied || !before || !unwritten(ctx, before)) await updateChunk(ctx, c.orig, c.dest, copied?.data ?? null, !sharesCache(ctx))
+    if (!before || !unwritten(ctx, before)) await updateChunk(ctx, c.orig, c.dest, copied?.data ?? null, !sharesCache(ctx))
   } finally {
     if (copied) giveBuffer(copied.data)
   }
@@ -199,7 +199,6 @@ export async function moveStep(
     job.stats.copyMs += copyMs
     cp.cursor = c.end
     cp.chunk = undefined
-    taken.set(job.id, []) // c.dest is mapped by the switch (preTaken)
     // the next chunk's space, taken in this transaction; none when the pool is short (the next step tries again)
     let then: Plan | null = null
     try {
@@ -218,8 +217,7 @@ export async function moveStep(
         },
       })
       .catch((e: unknown) => {
-        // not switched after all: the undo restores the old flags and gives the new space back
-        taken.set(job.id, [...c.dest, ...(taken.get(job.id) ?? [])])
+        // not switched after all: the undo restores the old flags and gives the new space (c.dest and then.dest, both taken) back
         cp.cursor = c.start
         cp.chunk = c
         job.done -= c.end - c.start
@@ -227,6 +225,7 @@ export async function moveStep(
         job.stats.copyMs -= copyMs
         throw e
       })
+    taken.set(job.id, then?.dest ?? []) // c.dest is mapped now (preTaken)
     if (then) planned.set(job.id, then)
     held.get(job.id)?.()
     held.delete(job.id)
