@@ -3,7 +3,8 @@
 //     same bytes between the same two device files (median of 3);
 //   * foreground 4k randread QD16 IOPS while a move runs, as a ratio to the seconds before it
 //     (one fio run, its IOPS log in 100 ms samples split at the move's start and end);
-//   * the stall per chunk (writes held), p50/p99, from the jobs' stats.
+//   * the stall per chunk (writes held), p50/p99, from the jobs' stats: from when an agent blocked the
+//     chunk for the fence to when it applied the switch, on the agent's clock (see jobs/acks.ts).
 // Targets: move >= 0.5x dd, foreground >= 0.5x, p99 stall < 50 ms.
 //
 // The baseline is the copy the move has to do, from cold to durable. Before every dd and every idle

@@ -21,6 +21,7 @@ import { makeFrontend, pickFrontend, type FrontendName } from './frontend/index'
 import { NativeMap } from './frontend/native-map'
 import { Link } from './link'
 import { fuseUnmount, isMounted, mountInfo } from './mounts'
+import { raiseMainThread } from './priority'
 import { AgentState } from './state'
 import { DiskIO } from './io'
 import type { IoMode } from './store'
@@ -171,7 +172,8 @@ async function serve(opts: AgentOptions): Promise<void> {
     await stop('start failed')
     throw new VstorError('MOUNT_FAILED', `mounted ${mnt} but the images are not visible: ${(e as Error).message}`)
   }
-  log(`serving ${state.disks.size} disk(s) at ${mnt} (FUSE front end: ${frontend})`)
+  const nice = raiseMainThread(log) // the front end's threads exist now: they keep their nice
+  log(`serving ${state.disks.size} disk(s) at ${mnt} (FUSE front end: ${frontend}; main thread at nice ${nice})`)
   signalReady()
   await new Promise<void>((resolve) => {
     const finish = (why: string): void => {

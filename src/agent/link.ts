@@ -16,10 +16,13 @@
 import { EventEmitter } from 'node:events'
 import { VstorError } from '../errors'
 import { connectController, type Connection, type TcpAddress } from '../protocol/connection'
-import type { ControllerToAgentMethods, DiscardReply, Fault, FaultReply, Params, Result } from '../protocol/messages'
-import type { AgentState } from './state'
+import type { ControllerToAgentMethods, DiscardReply, Fault, FaultReply, Params, PushAck, Result } from '../protocol/messages'
+import type { AgentState, Applied } from './state'
 
 type P<M extends keyof ControllerToAgentMethods> = ControllerToAgentMethods[M][0]
+
+/** Milliseconds to a microsecond. */
+const round = (ms: number): number => Math.round(ms * 1000) / 1000
 
 export interface LinkOptions {
   socket: string
@@ -234,15 +237,16 @@ export class Link extends EventEmitter {
 
   /** Controller -> agent requests, applied strictly in arrival order. */
   private handle(method: string, params: unknown, payload: Buffer | undefined): Promise<unknown> {
-    const run = async (): Promise<{ generation: number; served?: number; written?: number }> => {
+    const run = async (): Promise<PushAck> => {
       const s = this.state
+      let applied: Applied | null = null
       switch (method) {
         case 'table.load':
           await s.load(params as P<'table.load'>, payload)
           this.loads++
           break
         case 'table.update':
-          await s.update(params as P<'table.update'>, payload)
+          applied = await s.update(params as P<'table.update'>, payload)
           break
         case 'disk.add':
           await s.add(params as P<'disk.add'>, payload)
@@ -259,7 +263,12 @@ export class Link extends EventEmitter {
       this.emit('applied', method)
       const served = this.opts.served?.()
       const written = this.opts.written?.()
-      return { generation: s.generation, ...(served !== undefined ? { served } : {}), ...(written !== undefined ? { written } : {}) }
+      return {
+        generation: s.generation,
+        ...(served !== undefined ? { served } : {}),
+        ...(written !== undefined ? { written } : {}),
+        ...(applied ? { blockedAt: round(applied.blockedAt), appliedAt: round(applied.appliedAt) } : {}),
+      }
     }
     const p = this.queue.then(run, run)
     this.queue = p.catch(() => {})

@@ -23,6 +23,12 @@ import type { Store } from './store'
 
 type P<M extends keyof ControllerToAgentMethods> = ControllerToAgentMethods[M][0]
 
+/** When a table.update's range was blocked and when the change took effect (performance.now(), ms). */
+export interface Applied {
+  blockedAt: number
+  appliedAt: number
+}
+
 export interface StateOptions extends Partial<DeviceOptions> {
   /** Send a fault to the controller (the link). */
   fault(f: Fault): Promise<FaultReply>
@@ -119,13 +125,17 @@ export class AgentState implements DiskContext {
     this.generation = p.generation
   }
 
-  /** One change to one disk under the per-range blocking protocol. */
-  async update(p: P<'table.update'>, payload: Buffer | undefined): Promise<void> {
-    if (p.generation <= this.generation) return
+  /**
+   * One change to one disk under the per-range blocking protocol. Returns when (performance.now())
+   * the range was blocked and the change took effect; null for a change this copy already has.
+   */
+  async update(p: P<'table.update'>, payload: Buffer | undefined): Promise<Applied | null> {
+    if (p.generation <= this.generation) return null
     const disk = this.disks.get(p.disk)
     if (!disk || disk.uid !== p.uid) throw new VstorError('NOT_FOUND', `agent has no disk '${p.disk}' (uid ${p.uid}): send a table.load`)
     if (p.devices) await this.openDevices(p.devices)
     const extents = Table.decodeExtents(payload ?? Buffer.alloc(0))
+    const blockedAt = performance.now() // quiesce() parks new requests in the range at once
     const release = await disk.gate.quiesce(p.start, p.end)
     try {
       await this.listener?.block(disk, p.start, p.end)
@@ -135,6 +145,7 @@ export class AgentState implements DiskContext {
       if (p.lazy) disk.lazyGen = Math.max(disk.lazyGen, p.generation)
       this.generation = p.generation
       this.listener?.applied(disk, p.start, p.end)
+      return { blockedAt, appliedAt: performance.now() }
     } finally {
       release()
     }

@@ -29,6 +29,8 @@ export interface AgentRec {
   served: number | null
   /** Writes the agent had finished at its last ack of a pushed change (null: not reported). */
   written: number | null
+  /** Its recent acks of table.update by generation: when the range was blocked, when applied (its clock, ms). */
+  applied: Map<number, { blockedAt: number; appliedAt: number }>
   openDisks: string[]
   forgotten: boolean
   firstSeen: string
@@ -73,6 +75,7 @@ export class Agents {
         generation: Number(r.generation),
         served: null,
         written: null,
+        applied: new Map(),
         openDisks: open,
         forgotten: Number(r.forgotten) !== 0,
         firstSeen: String(r.first_seen),
@@ -143,6 +146,7 @@ export class Agents {
       generation: hello.generation ?? 0,
       served: null,
       written: null,
+      applied: new Map(),
       openDisks: old && hello.epoch !== undefined ? old.openDisks : [],
       forgotten: false,
       firstSeen: old?.firstSeen ?? now,

@@ -33,10 +33,17 @@ interface Waiter {
   what: string
 }
 
-/** The counts an agent's ack carries (see PushAck), kept for the jobs (jobs/acks.ts). */
+/** Acks of table.update whose times each agent keeps (a job reads those of its last two pushes). */
+const APPLIED_KEPT = 64
+
+/** The counts and times an agent's ack carries (see PushAck), kept for the jobs (jobs/acks.ts). */
 function counts(a: AgentRec, r: PushAck): void {
   if (typeof r.served === 'number') a.served = r.served
   if (typeof r.written === 'number') a.written = r.written
+  if (typeof r.blockedAt === 'number' && typeof r.appliedAt === 'number') {
+    a.applied.set(r.generation, { blockedAt: r.blockedAt, appliedAt: r.appliedAt })
+    if (a.applied.size > APPLIED_KEPT) a.applied.delete(a.applied.keys().next().value!)
+  }
 }
 
 /** What an agent needs to know about a disk beyond its table. */

@@ -238,12 +238,17 @@ export interface DiscardReply {
  * An agent's answer to every pushed change. served: requests it has served so far, all disks
  * (monotonic; tells background jobs about foreground I/O). written: writes it finished so far, all
  * disks, each counted before it left its range (so the ack of a change that quiesced a range counts
- * every write that was in it).
+ * every write that was in it). blockedAt, appliedAt (table.update only): the agent's monotonic
+ * clock in ms (its own origin: compare only two of one agent's acks) when the change's range was
+ * blocked (new requests there wait from then) and when the change took effect, so a move measures
+ * how long writes were held where they were held.
  */
 export interface PushAck {
   generation: number
   served?: number
   written?: number
+  blockedAt?: number
+  appliedAt?: number
 }
 /** Controller -> agent requests. Tables ride as the binary payload (Table.encode). */
 export interface ControllerToAgentMethods {

@@ -2,7 +2,7 @@
 // answers hello, pushes a table.load to each agent, and records faults.
 
 import { listen, type Connection, type ServerHandle } from '../../src/protocol/connection'
-import type { AgentDevice, Fault, FaultReply } from '../../src/protocol/messages'
+import type { AgentDevice, Fault, FaultReply, PushAck } from '../../src/protocol/messages'
 import { PROTOCOL_VERSION } from '../../src/config'
 import { Table, type Extent } from '../../src/table/table'
 
@@ -84,13 +84,7 @@ export class FakeController {
   }
 
   /** Push a change to one disk's [start, end) (normalized via Table.plan); the agent's reply. */
-  async update(
-    disk: string,
-    start: number,
-    end: number,
-    extents: Extent[],
-    lazy = false,
-  ): Promise<{ generation: number; served?: number; written?: number }> {
+  async update(disk: string, start: number, end: number, extents: Extent[], lazy = false): Promise<PushAck> {
     const d = this.disks.find((x) => x.name === disk)!
     const t = new Table(d.size, d.extents)
     const c = t.plan(start, end, extents)

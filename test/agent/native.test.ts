@@ -8,6 +8,7 @@ import fs from 'node:fs'
 import { test } from 'node:test'
 import { fuse3Available } from '../../src/agent/frontend/fuse3'
 import { unmountAgent } from '../../src/agent/index'
+import { BOOST } from '../../src/agent/priority'
 import { MiB } from '../../src/size'
 import { Flag } from '../../src/table/table'
 import { spawnBg } from '../helpers/proc'
@@ -56,15 +57,34 @@ test('native: a table change waits for the native read in flight in its range; a
   await waitFor('the native read blocked on dev2', async () => blocked(agent) >= 1)
 
   // [0, 1M) on dev1: nothing of it in flight, so the change is applied at once.
-  await s.ctl.update('d', 0, MiB, [ext(0, MiB, 1, MiB, Flag.NoWrite)])
+  const free = await s.ctl.update('d', 0, MiB, [ext(0, MiB, 1, MiB, Flag.NoWrite)])
   // [2M, 3M) holds the read: the change waits for it.
   const change = s.ctl.update('d', 2 * MiB, 3 * MiB, [ext(2 * MiB, MiB, 2, MiB, Flag.NoWrite)])
   assert.equal(await settled(change, 1000), false, 'the change was applied under a native read in flight')
   process.kill(s.nbdkit, 'SIGCONT')
-  await change
+  const held = await change
+  // each ack says when the agent blocked the range and when the change took effect (its clock):
+  // the held change's range stayed blocked while the read was stopped (1 s above)
+  assert.ok(free.blockedAt! <= free.appliedAt!, JSON.stringify(free))
+  assert.ok(held.appliedAt! - held.blockedAt! >= 500, `range blocked only ${held.appliedAt! - held.blockedAt!} ms`)
+  assert.ok(free.appliedAt! <= held.blockedAt!, 'one clock, in order')
   const r = await reader.done
   assert.equal(r.code, 0, r.stderr)
   assert.equal(r.stdout, '71717171')
+  await unmountAgent(s.mnt, s.socket)
+})
+
+test("agent: its main thread (table changes, faults) runs above the front end's I/O threads", async (t) => {
+  if (!requireNative(t)) return
+  const s = await setup(t)
+  await s.startAgent()
+  const pid = s.child()!.pid!
+  const nice = (tid: string): number => Number(fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8').split(') ')[1]!.split(' ')[16])
+  const others = fs.readdirSync(`/proc/${pid}/task`).filter((tid) => tid !== String(pid))
+  const main = nice(String(pid))
+  assert.equal(main, Math.max(-20, nice(others[0]!) - BOOST), `main thread at nice ${main}`)
+  // the libfuse threads serving I/O (and every thread started before the mount) kept the process's nice
+  for (const tid of others) assert.equal(nice(tid), nice(others[0]!), `thread ${tid}`)
   await unmountAgent(s.mnt, s.socket)
 })
 

@@ -1,6 +1,7 @@
 // What the agents' acks of table changes tell a job (each ack carries the agent's counts of requests
-// served and writes finished, all disks): whether foreground I/O runs (a move then rests), and
-// whether any write finished since a moment (a move's pre-copy then needs no reread).
+// served and writes finished, all disks, and when it blocked and changed the range): whether
+// foreground I/O runs (a move then rests), whether any write finished since a moment (a move's
+// pre-copy then needs no reread), and how long a chunk's writes were held.
 //
 // Invariant: a write count is compared only with one from the same connection of the same agent; an
 // agent that does not report counts (null) always counts as busy and as having written.
@@ -52,6 +53,23 @@ export function foreground(ctx: Ctx, jobId: number): boolean {
   if (!before) return true
   for (const [id, n] of now) if (n === null || before.get(id) !== n) return true
   return false
+}
+
+/**
+ * How long writes to a chunk were held: from when an agent blocked the range for the fence
+ * (generation `fence`) to when it applied the switch (`switched`), each on its own clock (from its
+ * acks), the longest over the known agents. null when any known agent did not report both (it was
+ * reloaded instead, or is older): the caller then counts from the fence's push to the last ack.
+ */
+export function heldMs(ctx: Ctx, fence: number, switched: number): number | null {
+  let worst: number | null = null
+  for (const a of ctx.agents.known()) {
+    const f = a.applied.get(fence)
+    const s = a.applied.get(switched)
+    if (!f || !s) return null
+    worst = Math.max(worst ?? 0, s.appliedAt - f.blockedAt)
+  }
+  return worst
 }
 
 /** The job ended or was undone: its next chunk is a first one again. */

@@ -22,7 +22,8 @@
 //             allocation, an agent's next fsync waits for a barrier, and the
 //             old place is released only once the switch is durable (space.ts);
 //             held writes retry once their agent applied the switch.
-// No fsync of the database falls inside the stall (fence push to switch ack).
+// No fsync of the database falls inside the stall: writes to the chunk are held from when an agent
+// blocks it for the fence to when it applies the switch (each agent's acks say when; see acks.ts).
 //
 // Chunks are CHUNK long, doubling up to CHUNK_MAX while no agent serves
 // requests (fewer commits and round trips per byte), back to CHUNK as soon as
@@ -60,7 +61,7 @@ import {
   type MoveTask,
   type Plan,
 } from './chunks'
-import { foreground, forgetServed, sharesCache, unwritten, writesNow, type Writes } from './acks'
+import { foreground, forgetServed, heldMs, sharesCache, unwritten, writesNow, type Writes } from './acks'
 import { copyChunk, giveBuffer, onto, updateChunk, type PreCopy } from './copy'
 import type { JobRec } from './runner'
 
@@ -236,7 +237,9 @@ export async function moveStep(
     job,
     ctx.outbox.acked(switchGen, { timeoutMs: ctx.agentTimeoutMs, what: `switching disk '${task.disk}' [${c.start}, ${c.end})` }),
   )
-  job.stats.stalls.push(Date.now() - c.fencedAt)
+  // writes were held from the fence's block to the switch, as the agents measured it; else from the push
+  const stall = (before ? heldMs(ctx, fenceGen, switchGen) : null) ?? Date.now() - c.fencedAt
+  job.stats.stalls.push(Math.round(stall * 10) / 10)
   ctx.space.kick()
   if (busy) await sleep((Date.now() - stepStart) * THROTTLE)
   return 'more'

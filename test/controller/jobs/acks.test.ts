@@ -1,10 +1,11 @@
 // What a move learns from the agents' acks: whether they serve foreground I/O (it rests), and
-// whether any wrote since before its pre-copy (it rereads the chunk under the fence).
+// whether any wrote since before its pre-copy (it rereads the chunk under the fence), and how long a
+// chunk's writes were held.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import type { AgentRec } from '../../../src/controller/agents'
 import type { Ctx } from '../../../src/controller/context'
-import { foreground, unwritten, writesNow } from '../../../src/controller/jobs/acks'
+import { foreground, heldMs, unwritten, writesNow } from '../../../src/controller/jobs/acks'
 
 function ctxWith(agents: Pick<AgentRec, 'id' | 'served'>[]): Ctx {
   return { agents: { known: () => agents } } as unknown as Ctx
@@ -58,4 +59,26 @@ test('a pre-copy needs no reread only when every agent is local and reported the
   const c = { id: 'c', conn: local as unknown, written: 0 as number | null }
   const ctx2 = { agents: { known: () => [a, b, c] } } as unknown as Ctx
   assert.equal(unwritten(ctx2, before), false, 'an agent that appeared since')
+})
+
+test("a chunk's stall is the longest an agent held its writes: from blocking the range for the fence to applying the switch, each on its own clock", () => {
+  const a = {
+    id: 'a',
+    applied: new Map([
+      [5, { blockedAt: 100, appliedAt: 101 }],
+      [6, { blockedAt: 120, appliedAt: 130 }],
+    ]),
+  }
+  const b = {
+    id: 'b',
+    applied: new Map([
+      [5, { blockedAt: 9000, appliedAt: 9000.5 }],
+      [6, { blockedAt: 9004, appliedAt: 9004.5 }],
+    ]),
+  }
+  const ctx = { agents: { known: () => [a, b] } } as unknown as Ctx
+  assert.equal(heldMs(ctx, 5, 6), 30, 'agent a: 130 - 100 (b held 4.5 ms on a clock of its own)')
+  b.applied.delete(5) // b was reloaded instead of acking the fence: not measured there
+  assert.equal(heldMs(ctx, 5, 6), null)
+  assert.equal(heldMs({ agents: { known: () => [] } } as unknown as Ctx, 5, 6), null, 'no agent: nothing measured')
 })
