@@ -13,6 +13,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { pidRunning as running, signalFailed, signalReady, spawnDetached } from '../daemon'
+import { raiseThisThread } from '../priority'
 import { VstorError, toVstorError } from '../errors'
 import { describeAddress, formatHostPort, type TcpAddress } from '../protocol/address'
 import { makeOps } from './fuse'
@@ -21,7 +22,6 @@ import { makeFrontend, pickFrontend, type FrontendName } from './frontend/index'
 import { NativeMap } from './frontend/native-map'
 import { Link } from './link'
 import { fuseUnmount, isMounted, mountInfo } from './mounts'
-import { raiseMainThread } from './priority'
 import { AgentState } from './state'
 import { DiskIO } from './io'
 import type { IoMode } from './store'
@@ -172,7 +172,7 @@ async function serve(opts: AgentOptions): Promise<void> {
     await stop('start failed')
     throw new VstorError('MOUNT_FAILED', `mounted ${mnt} but the images are not visible: ${(e as Error).message}`)
   }
-  const nice = raiseMainThread(log) // the front end's threads exist now: they keep their nice
+  const nice = raiseThisThread(log) // the front end's threads exist now: they keep their nice (see priority.ts)
   log(`serving ${state.disks.size} disk(s) at ${mnt} (FUSE front end: ${frontend}; main thread at nice ${nice})`)
   signalReady()
   await new Promise<void>((resolve) => {

@@ -114,7 +114,7 @@ export class DiskIO {
     const size = this.table.size
     if (pos >= size || len <= 0) return done(0) // at/after EOF: short read of 0
     const end = Math.min(pos + len, size)
-    this.gate.enter(pos, end, (token) => this.readNow(token, buf, pos, end, done))
+    this.gate.enter(pos, end, false, (token) => this.readNow(token, buf, pos, end, done))
   }
 
   write(buf: Buffer, len: number, pos: number, done: Done): void {
@@ -134,7 +134,7 @@ export class DiskIO {
     const size = this.table.size
     if (pos >= size) return done(-E.ENOSPC) // a disk never grows
     const end = Math.min(pos + len, size) // straddling the end: write what fits, short count
-    this.gate.enter(pos, end, (token) => this.writeNow(token, buf, pos, end, done, 0))
+    this.gate.enter(pos, end, true, (token) => this.writeNow(token, buf, pos, end, done, 0))
   }
 
   /**
@@ -274,7 +274,7 @@ export class DiskIO {
         const bad = replies.find((r) => r.action !== 'retry')
         if (bad) return done(-E[bad.errno ?? (bad.action === 'deny' ? 'EROFS' : 'ENOSPC')])
         if (this.removed) return done(-E.EIO)
-        this.gate.enter(pos, end, (tok) => this.writeNow(tok, buf, pos, end, done, attempt + 1))
+        this.gate.enter(pos, end, true, (tok) => this.writeNow(tok, buf, pos, end, done, attempt + 1))
       },
       () => done(-E.EIO), // controller unreachable beyond the fault timeout
     )

@@ -6,6 +6,8 @@
 //     is registered as in flight from then until leave(token);
 //   * quiesce(start, end) resolves only when no in-flight request overlaps
 //     [start, end) and none can start there until release() is called;
+//     quiesce(start, end, true) waits only for the writes in flight there (a
+//     change that keeps every read's answer: see onlyWriteProtects);
 //   * release() re-dispatches parked requests in arrival order; each one
 //     resolves against the table as it is at that moment;
 //   * requests that wait on the controller (faults) leave before they wait,
@@ -16,19 +18,24 @@ interface Span {
   start: number
   end: number
 }
-interface Parked extends Span {
+interface Flight extends Span {
+  write: boolean
+}
+interface Parked extends Flight {
   fn: (token: number) => void
 }
 interface Block extends Span {
   drained: () => void
   draining: boolean
+  /** Waits only for writes in flight. */
+  writes: boolean
 }
 
 const overlaps = (a: Span, start: number, end: number): boolean => a.start < end && start < a.end
 
 export class RangeGate {
   private nextToken = 1
-  private readonly inflight = new Map<number, Span>()
+  private readonly inflight = new Map<number, Flight>()
   private blocks: Block[] = []
   private parked: Parked[] = []
 
@@ -43,13 +50,13 @@ export class RangeGate {
   }
 
   /** Run fn(token) now if [start, end) is not blocked, else park it until release. */
-  enter(start: number, end: number, fn: (token: number) => void): void {
+  enter(start: number, end: number, write: boolean, fn: (token: number) => void): void {
     if (this.blocks.length !== 0 && this.blocked(start, end)) {
-      this.parked.push({ start, end, fn })
+      this.parked.push({ start, end, write, fn })
       return
     }
     const token = this.nextToken++
-    this.inflight.set(token, { start, end })
+    this.inflight.set(token, { start, end, write })
     fn(token)
   }
 
@@ -60,15 +67,15 @@ export class RangeGate {
     this.inflight.delete(token)
     if (this.blocks.length === 0) return
     for (const b of this.blocks) {
-      if (b.draining && overlaps(span, b.start, b.end) && !this.busy(b.start, b.end)) {
+      if (b.draining && overlaps(span, b.start, b.end) && !this.busy(b.start, b.end, b.writes)) {
         b.draining = false
         b.drained()
       }
     }
   }
 
-  /** Block [start, end), wait for in-flight requests there, and hand back the release. */
-  quiesce(start: number, end: number): Promise<() => void> {
+  /** Block [start, end), wait for in-flight requests there (only writes: `writes`), and hand back the release. */
+  quiesce(start: number, end: number, writes = false): Promise<() => void> {
     return new Promise((resolve) => {
       let released = false
       const release = (): void => {
@@ -77,9 +84,9 @@ export class RangeGate {
         this.blocks = this.blocks.filter((b) => b !== block)
         this.redispatch()
       }
-      const block: Block = { start, end, draining: true, drained: () => resolve(release) }
+      const block: Block = { start, end, writes, draining: true, drained: () => resolve(release) }
       this.blocks.push(block)
-      if (!this.busy(start, end)) {
+      if (!this.busy(start, end, writes)) {
         block.draining = false
         block.drained()
       }
@@ -91,14 +98,14 @@ export class RangeGate {
     return false
   }
 
-  private busy(start: number, end: number): boolean {
-    for (const s of this.inflight.values()) if (overlaps(s, start, end)) return true
+  private busy(start: number, end: number, writes: boolean): boolean {
+    for (const s of this.inflight.values()) if ((s.write || !writes) && overlaps(s, start, end)) return true
     return false
   }
 
   private redispatch(): void {
     const parked = this.parked
     this.parked = []
-    for (const p of parked) this.enter(p.start, p.end, p.fn)
+    for (const p of parked) this.enter(p.start, p.end, p.write, p.fn)
   }
 }

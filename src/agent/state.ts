@@ -15,7 +15,7 @@
 
 import { VstorError } from '../errors'
 import type { ControllerToAgentMethods, DiscardReply, Fault, FaultReply } from '../protocol/messages'
-import { Table } from '../table/table'
+import { onlyWriteProtects, Table } from '../table/table'
 import { settleAll, settleChange } from './coherence'
 import { DeviceSet, type DeviceOptions } from './devices'
 import { DiskIO, type DiskContext } from './io'
@@ -48,8 +48,11 @@ export interface StateOptions extends Partial<DeviceOptions> {
 
 /** Hooks a front end registers to follow table changes (the libfuse 3 native mapped path). */
 export interface TableListener {
-  /** Before a change of [start, end) is applied: resolve when no native request there is in flight (and none starts). */
-  block(disk: DiskIO, start: number, end: number): Promise<void>
+  /**
+   * Before a change of [start, end) is applied: resolve when no native request (no write, when
+   * `writes`: the change keeps every read's answer) is in flight there, and none starts.
+   */
+  block(disk: DiskIO, start: number, end: number, writes?: boolean): Promise<void>
   /** After it was applied (or the disk's table replaced): pick up the new mapping and let requests in again. */
   applied(disk: DiskIO, start: number, end: number): void
   /** The disk is gone (or the agent fenced): its handles must fail with EIO. */
@@ -136,9 +139,11 @@ export class AgentState implements DiskContext {
     if (p.devices) await this.openDevices(p.devices)
     const extents = Table.decodeExtents(payload ?? Buffer.alloc(0))
     const blockedAt = performance.now() // quiesce() parks new requests in the range at once
-    const release = await disk.gate.quiesce(p.start, p.end)
+    // a move's fence (no-write over the same places) waits for the writes in flight only
+    const writes = onlyWriteProtects(disk.table.slice(p.start, p.end), extents)
+    const release = await disk.gate.quiesce(p.start, p.end, writes)
     try {
-      await this.listener?.block(disk, p.start, p.end)
+      await this.listener?.block(disk, p.start, p.end, writes)
       const before = this.opts.coherent ? disk.table.slice(p.start, p.end) : null
       disk.table.apply({ start: p.start, end: p.end, extents }, p.generation)
       if (before) await settleChange((id) => this.store(id), before, extents)

@@ -8,6 +8,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { pidRunning, spawnDetached, signalFailed, signalReady } from '../daemon'
 import { VstorError, toVstorError } from '../errors'
+import { raiseProcess } from '../priority'
 import { connect, formatHostPort, joinServers, listen, listenTls } from '../protocol/connection'
 import type { HelloHandler, ServerHandle, TcpAddress } from '../protocol/connection'
 import { readTlsDir } from '../protocol/tlsfiles'
@@ -43,6 +44,7 @@ export async function runController(opts: ControllerOptions): Promise<void> {
   let server: ServerHandle | null = null
   let ctx: Ctx | null = null
   const oldUmask = process.umask(0o077) // database, WAL, logs and backups: root only
+  const prio = raiseProcess(log) // before the database's threads start: they inherit it (see priority.ts)
   try {
     db = await openDatabase(opts.dataDir)
     const state = await loadState(db)
@@ -103,7 +105,8 @@ export async function runController(opts: ControllerOptions): Promise<void> {
     log(
       `controller ${state.controllerId} started: pid ${process.pid}, socket ${opts.socket}` +
         (opts.listen ? `, tls ${formatHostPort(opts.listen.host, opts.listen.port)} (${opts.listen.tlsDir})` : '') +
-        `, database ${c.database}, generation ${state.generation}`,
+        `, database ${c.database}, generation ${state.generation}, nice ${prio.nice}` +
+        (prio.autogroup !== null ? ` (autogroup ${prio.autogroup})` : ''),
     )
     signalReady()
     await stopped

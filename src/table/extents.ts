@@ -7,7 +7,7 @@
 import { VstorError } from '../errors'
 import type { Extent } from './table'
 
-import { ALL_FLAGS as FLAG_MASK, NO_DEVICE } from './flags'
+import { ALL_FLAGS as FLAG_MASK, Flag, NO_DEVICE } from './flags'
 const MAX_DEVICE = 2 ** 31 - 1 // device ids live in an Int32Array
 
 /** Merge rule (claims 36-40): same flags, same device, and unmapped or contiguous on the device. */
@@ -73,4 +73,25 @@ export function normalize(start: number, end: number, extents: readonly Extent[]
   }
   if (pos !== end) throw new VstorError('BAD_ARGUMENT', `${what}: [${pos}, ${end}) is not covered by any extent`)
   return out
+}
+
+/**
+ * Whether `after` only write-protects `before` (both tile one range): every byte keeps its device
+ * and place and its flags, plus at most NoWrite. Reads in flight there read what they would read
+ * after the change, so applying it need not wait for them (a move's fence), only for writes.
+ */
+export function onlyWriteProtects(before: readonly Extent[], after: readonly Extent[]): boolean {
+  let i = 0
+  let j = 0
+  let at = before[0]?.vstart ?? 0
+  while (i < before.length && j < after.length) {
+    const a = before[i]!
+    const b = after[j]!
+    if (a.device !== b.device || (a.flags | Flag.NoWrite) !== (b.flags | Flag.NoWrite) || (a.flags & ~b.flags) !== 0) return false
+    if (a.device !== NO_DEVICE && a.pstart + (at - a.vstart) !== b.pstart + (at - b.vstart)) return false
+    at = Math.min(a.vstart + a.length, b.vstart + b.length)
+    if (at === a.vstart + a.length) i++
+    if (at === b.vstart + b.length) j++
+  }
+  return i === before.length && j === after.length
 }

@@ -27,6 +27,7 @@ import { checkFlags, isOffset, normalize, pushMerged } from './extents'
 import { Flag, NO_DEVICE } from './flags'
 
 export { Flag, ALL_FLAGS, NO_DEVICE, STATE_FLAGS, WRITE_PROTECTED, type StateName } from './flags'
+export { onlyWriteProtects } from './extents'
 
 export interface Extent {
   vstart: number // byte offset in the disk

@@ -1,14 +1,15 @@
 // The native mapped path's blocking protocol against a real mount (libfuse3, the default): a
-// table change over a native request in flight waits for it, a change elsewhere does not; a
-// removed disk's open fds get EIO. dev2 is nbdkit behind nbdfuse, so a SIGSTOP holds a native
-// read in flight for as long as the test likes.
+// table change over a native request in flight waits for it, a change elsewhere does not, a change
+// that only write-protects (a move's fence) waits for writes only; a removed disk's open fds get
+// EIO. dev2 is nbdkit behind nbdfuse, so a SIGSTOP holds a native read or write in flight for as
+// long as the test likes.
 
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import { test } from 'node:test'
 import { fuse3Available } from '../../src/agent/frontend/fuse3'
 import { unmountAgent } from '../../src/agent/index'
-import { BOOST } from '../../src/agent/priority'
+import { BOOST } from '../../src/priority'
 import { MiB } from '../../src/size'
 import { Flag } from '../../src/table/table'
 import { spawnBg } from '../helpers/proc'
@@ -35,11 +36,24 @@ function blocked(pid: number): number {
   return n
 }
 
+/** Threads of pid inside pwrite(2) (a FUSE write waits interruptibly: state S, not D). */
+function writing(pid: number): number {
+  let n = 0
+  for (const task of fs.readdirSync(`/proc/${pid}/task`)) {
+    try {
+      if (fs.readFileSync(`/proc/${pid}/task/${task}/syscall`, 'utf8').split(' ')[0] === '18') n++ // x86_64 pwrite64
+    } catch {
+      // the thread ended
+    }
+  }
+  return n
+}
+
 /** Whether p settles within ms (the timer does not keep the test process alive). */
 const settled = (p: Promise<unknown>, ms: number): Promise<boolean> =>
   Promise.race([p.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), ms).unref())])
 
-test('native: a table change waits for the native read in flight in its range; a change elsewhere does not', async (t) => {
+test('native: a table change waits for the native read in flight in its range, unless it only write-protects; a change elsewhere does not; a write in flight holds even that', async (t) => {
   if (!requireNative(t)) return
   const s = await setup(t, { slowDev2: true })
   await s.startAgent()
@@ -58,8 +72,11 @@ test('native: a table change waits for the native read in flight in its range; a
 
   // [0, 1M) on dev1: nothing of it in flight, so the change is applied at once.
   const free = await s.ctl.update('d', 0, MiB, [ext(0, MiB, 1, MiB, Flag.NoWrite)])
-  // [2M, 3M) holds the read: the change waits for it.
-  const change = s.ctl.update('d', 2 * MiB, 3 * MiB, [ext(2 * MiB, MiB, 2, MiB, Flag.NoWrite)])
+  // [2M, 3M) holds the read. No-write over the same places (a move's fence) keeps its answer: no wait.
+  const fence = s.ctl.update('d', 2 * MiB, 3 * MiB, [ext(2 * MiB, MiB, 2, MiB, Flag.NoWrite)])
+  assert.equal(await settled(fence, 10_000), true, 'a change that only write-protects waited for a read')
+  // Anything else there (no-write lifted) waits for it.
+  const change = s.ctl.update('d', 2 * MiB, 3 * MiB, [ext(2 * MiB, MiB, 2, MiB)])
   assert.equal(await settled(change, 1000), false, 'the change was applied under a native read in flight')
   process.kill(s.nbdkit, 'SIGCONT')
   const held = await change
@@ -71,6 +88,25 @@ test('native: a table change waits for the native read in flight in its range; a
   const r = await reader.done
   assert.equal(r.code, 0, r.stderr)
   assert.equal(r.stdout, '71717171')
+
+  // A native write in flight in [3M, 4M): even a change that only write-protects waits for it.
+  await sh('dd', [`if=${s.dev2}`, 'iflag=nocache', 'count=0'])
+  process.kill(s.nbdkit, 'SIGSTOP')
+  const writer = spawnBg('python3', [
+    '-c',
+    // 512 bytes into a page of dev2 that is not cached: the device file's page is read first
+    'import os,sys,mmap; fd=os.open(sys.argv[1], os.O_WRONLY|os.O_DIRECT); m=mmap.mmap(-1, 4096); m.write(b"\\x72"*4096); os.pwritev(fd, [memoryview(m)[:512]], 3*1048576+512)',
+    s.img,
+  ])
+  await waitFor('the native write blocked on dev2', async () => writing(agent) >= 1)
+  const protect = s.ctl.update('d', 3 * MiB, 4 * MiB, [ext(3 * MiB, MiB, 2, 2 * MiB, Flag.NoWrite)])
+  assert.equal(await settled(protect, 1000), false, 'no-write was applied under a native write in flight')
+  process.kill(s.nbdkit, 'SIGCONT')
+  await protect
+  const w = await writer.done
+  assert.equal(w.code, 0, w.stderr)
+  const q2 = await sh('qemu-io', ['-f', 'raw', '-c', 'read -P 0x72 3146240 512', s.img])
+  assert.equal(q2.code, 0, q2.out)
   await unmountAgent(s.mnt, s.socket)
 })
 

@@ -5,7 +5,7 @@ import { RangeGate } from '../../src/agent/ranges'
 test('enter runs at once when nothing is blocked', () => {
   const g = new RangeGate()
   let ran = 0
-  g.enter(0, 10, (tok) => {
+  g.enter(0, 10, true, (tok) => {
     ran++
     g.leave(tok)
   })
@@ -16,8 +16,8 @@ test('enter runs at once when nothing is blocked', () => {
 test('quiesce waits for overlapping in-flight requests only', async () => {
   const g = new RangeGate()
   const toks: number[] = []
-  g.enter(0, 100, (t) => toks.push(t)) // overlaps [50, 150)
-  g.enter(200, 300, (t) => toks.push(t)) // does not
+  g.enter(0, 100, true, (t) => toks.push(t)) // overlaps [50, 150)
+  g.enter(200, 300, true, (t) => toks.push(t)) // does not
   let quiesced = false
   const p = g.quiesce(50, 150).then((release) => {
     quiesced = true
@@ -36,11 +36,11 @@ test('requests into a blocked range park and run after release, others pass', as
   const g = new RangeGate()
   const release = await g.quiesce(0, 100)
   const order: string[] = []
-  g.enter(50, 60, (t) => {
+  g.enter(50, 60, true, (t) => {
     order.push('parked')
     g.leave(t)
   })
-  g.enter(100, 200, (t) => {
+  g.enter(100, 200, true, (t) => {
     order.push('outside')
     g.leave(t)
   })
@@ -54,7 +54,7 @@ test('requests into a blocked range park and run after release, others pass', as
 test('a request that left to wait does not hold up quiesce', async () => {
   const g = new RangeGate()
   let tok = 0
-  g.enter(0, 10, (t) => (tok = t))
+  g.enter(0, 10, true, (t) => (tok = t))
   g.leave(tok) // e.g. it faulted and now waits on the controller
   const release = await g.quiesce(0, 10)
   release()
@@ -66,7 +66,7 @@ test('two blocks: a parked request waits until both are released', async () => {
   const r1 = await g.quiesce(0, 50)
   const r2 = await g.quiesce(40, 100)
   let ran = false
-  g.enter(30, 60, (t) => {
+  g.enter(30, 60, true, (t) => {
     ran = true
     g.leave(t)
   })
@@ -74,4 +74,39 @@ test('two blocks: a parked request waits until both are released', async () => {
   assert.equal(ran, false)
   r2()
   assert.equal(ran, true)
+})
+
+test('a quiesce for writes only waits for the writes in flight, not the reads; new requests of either kind park', async () => {
+  const g = new RangeGate()
+  const toks: number[] = []
+  g.enter(0, 100, false, (t) => toks.push(t)) // a read
+  g.enter(50, 60, true, (t) => toks.push(t)) // a write
+  let quiesced = false
+  const p = g.quiesce(0, 100, true).then((release) => {
+    quiesced = true
+    return release
+  })
+  await new Promise((r) => setImmediate(r))
+  assert.equal(quiesced, false, 'must wait for the write')
+  g.leave(toks[1]!)
+  const release = await p
+  assert.equal(g.active, 1, 'the read is still in flight')
+  const order: string[] = []
+  g.enter(10, 20, false, (t) => {
+    order.push('read')
+    g.leave(t)
+  })
+  assert.equal(g.waiting, 1, 'a new read parks while the range is blocked')
+  release()
+  assert.deepEqual(order, ['read'])
+  // a full quiesce still waits for the read
+  let full = false
+  const q = g.quiesce(0, 100).then((r) => {
+    full = true
+    return r
+  })
+  await new Promise((r) => setImmediate(r))
+  assert.equal(full, false, 'must wait for the read')
+  g.leave(toks[0]!)
+  ;(await q)()
 })

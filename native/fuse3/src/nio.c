@@ -109,7 +109,7 @@ static int resolve(session_t *s, ndisk_t *d, nreq_t *r, int unit_of_zeros) {
 void nio_release_waiters(session_t *s, ndisk_t *d) {
   for (nrange_t **p = &d->waiters; *p;) {
     nrange_t *w = *p;
-    if (ndisk_busy(d, w->start, w->end)) {
+    if (ndisk_busy(d, w->start, w->end, w->writes)) {
       p = &w->next;
       continue;
     }

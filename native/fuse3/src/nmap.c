@@ -266,9 +266,9 @@ int ndisk_splice(ndisk_t *d, uint64_t lo, uint64_t hi, const nextent_t *add, siz
   return 0;
 }
 
-int ndisk_busy(const ndisk_t *d, uint64_t start, uint64_t end) {
+int ndisk_busy(const ndisk_t *d, uint64_t start, uint64_t end, int writes) {
   for (const nreq_t *r = d->flight; r; r = r->fnext)
-    if (r->off < end && start < r->off + r->len) return 1;
+    if ((r->write || !writes) && r->off < end && start < r->off + r->len) return 1;
   return 0;
 }
 

@@ -7,7 +7,9 @@
  *     ended; it never looks at the map again;
  *   - a blocked range (block() until applied()) admits no new native request: they go to JS, whose
  *     RangeGate parks them; a block's waiter is told (EV_UNBLOCKED) once no in-flight request
- *     overlaps it, so the JS thread never waits on a worker;
+ *     (no write, for a change that only write-protects) overlaps it, so the JS thread never waits
+ *     on a worker; a request never looks at the map after resolving, so a change may be applied
+ *     while reads it does not affect are in flight;
  *   - extents reference devices by id; the device table holds a dup of the JS Device's fd per id,
  *     refcounted by the table and every request using it, so JS may close its own fd at any time;
  *   - C only decides what it can: a request it cannot serve whole (zero, no-write/shared writes,
@@ -33,6 +35,7 @@ typedef struct nrange {
   uint64_t start, end;
   uint32_t id;
   struct nrange *next;
+  int writes; /* a waiter for the writes in flight only (the change keeps every read's answer) */
 } nrange_t;
 
 typedef struct ndev {
@@ -111,7 +114,8 @@ void nmap_fh_unbind(nmap_t *nm, uint64_t fh);
 ndisk_t *nmap_fh_disk(nmap_t *nm, uint64_t fh); /* worker: a reference, or NULL */
 int ndisk_splice(ndisk_t *d, uint64_t lo, uint64_t hi, const nextent_t *add, size_t nadd); /* lock held */
 size_t ndisk_find(const ndisk_t *d, uint64_t off); /* lock held: index of the extent holding off, or d->n */
-int ndisk_busy(const ndisk_t *d, uint64_t start, uint64_t end); /* lock held */
+/* A request (a write, when writes) in flight overlaps [start, end); lock held. */
+int ndisk_busy(const ndisk_t *d, uint64_t start, uint64_t end, int writes);
 int ndisk_blocked(const ndisk_t *d, uint64_t start, uint64_t end); /* lock held */
 void ndisk_mark_dirty(ndisk_t *d, uint32_t dev); /* lock held */
 

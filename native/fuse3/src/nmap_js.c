@@ -109,14 +109,17 @@ static napi_value js_map_apply(napi_env env, napi_callback_info info) {
   return boolean(env, ok);
 }
 
-/* mapBlock(h, disk, start, end) -> id: no new native request starts in [start, end) until
- * mapApply(..., id) or mapUnblock; id > 0: requests are in flight there, EV_UNBLOCKED(id) follows
- * when the last one ended; id < 0: none is (-id is the block). 0: no such disk (nothing to wait for). */
+/* mapBlock(h, disk, start, end[, writes]) -> id: no new native request starts in [start, end)
+ * until mapApply(..., id) or mapUnblock; id > 0: requests (writes, when `writes`: the change keeps
+ * every read's answer) are in flight there, EV_UNBLOCKED(id) follows when the last one ended;
+ * id < 0: none is (-id is the block). 0: no such disk (nothing to wait for). */
 static napi_value js_map_block(napi_env env, napi_callback_info info) {
-  ARGS(4);
+  ARGS(5);
   double out = 0;
   int broken = 0;
   uint64_t start = u64(env, argv[2]), end = u64(env, argv[3]);
+  bool writes = false;
+  if (argc > 4) napi_get_value_bool(env, argv[4], &writes); /* undefined: false */
   LIVE({
     ndisk_t *d = nmap_disk(nm, u32(env, argv[1]), 0);
     nrange_t *b = d ? calloc(1, sizeof(*b)) : NULL;
@@ -125,18 +128,19 @@ static napi_value js_map_block(napi_env env, napi_callback_info info) {
       /* no memory for the bookkeeping: stop the native path for good (correct, slower) */
       atomic_store(&nm->enabled, 0);
       pthread_mutex_lock(&d->lock);
-      int busy = ndisk_busy(d, 0, UINT64_MAX);
+      int busy = ndisk_busy(d, 0, UINT64_MAX, 0);
       pthread_mutex_unlock(&d->lock);
       broken = busy;
     } else if (d) {
       uint32_t id = atomic_fetch_add(&nm->next_block, 1) % 0x7fffffffu + 1;
-      *b = (nrange_t){start, end, id, NULL};
+      *b = (nrange_t){start, end, id, NULL, 0};
       *w = *b;
+      w->writes = writes;
       pthread_mutex_lock(&d->lock);
       b->next = d->blocks;
       d->blocks = b;
       b = NULL;
-      if (ndisk_busy(d, start, end)) {
+      if (ndisk_busy(d, start, end, writes)) {
         w->next = d->waiters;
         d->waiters = w;
         w = NULL;

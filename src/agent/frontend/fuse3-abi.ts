@@ -133,8 +133,8 @@ export interface Fuse3Addon {
   mapDisk(h: Handle, disk: number, size: number, readonly: boolean, sparse: boolean): boolean
   /** [lo, hi) maps exactly these extents ([vstart, vend, pstart, device, readOnly] × n); block (if not 0) is lifted. */
   mapApply(h: Handle, disk: number, lo: number, hi: number, extents: Float64Array, n: number, block: number): boolean
-  /** Block [start, end): > 0 wait for EV_UNBLOCKED(id); < 0 nothing in flight (-id is the block); 0 no such disk. */
-  mapBlock(h: Handle, disk: number, start: number, end: number): number
+  /** Block [start, end): > 0 wait for EV_UNBLOCKED(id); < 0 nothing in flight (-id is the block); 0 no such disk. `writes`: only writes in flight count. */
+  mapBlock(h: Handle, disk: number, start: number, end: number, writes?: boolean): number
   mapUnblock(h: Handle, disk: number, block: number): void
   mapRemove(h: Handle, disk: number): void
   fhBind(h: Handle, fh: number, disk: number): boolean

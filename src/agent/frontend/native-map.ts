@@ -5,7 +5,8 @@
 // Invariants:
 //   * blocking protocol: block() is called while the JS gate has the range quiesced; the addon then
 //     admits no new native request there (they come to JS and park in the gate) and block()
-//     resolves once none is in flight (EV_UNBLOCKED; never by waiting on a worker); applied() loads
+//     resolves once none (no write, for a change that keeps every read's answer) is in flight
+//     (EV_UNBLOCKED; never by waiting on a worker); applied() loads
 //     the new mapping of the range and lifts the block; removed() sends the disk's fds to JS (EIO);
 //   * only extents with no flags (read/write) or only NoWrite/Shared (read only) and a device go to
 //     C; devices are handed over as their Device fd (the addon keeps a dup), kept in step with
@@ -100,7 +101,7 @@ export class NativeMap implements TableListener {
     return typeof s.addon.mapWritten === 'function' ? s.addon.mapWritten(s.h) : null
   }
 
-  block(disk: DiskIO, start: number, end: number): Promise<void> {
+  block(disk: DiskIO, start: number, end: number, writes = false): Promise<void> {
     const s = this.session
     if (!s) {
       if (!this.ended && this.enabled) this.changingOf(disk).push({ start, end })
@@ -108,7 +109,7 @@ export class NativeMap implements TableListener {
     }
     const did = this.ids.get(disk)
     if (did === undefined) return Promise.resolve() // never loaded: nothing native there
-    const id = s.addon.mapBlock(s.h, did, start, end)
+    const id = s.addon.mapBlock(s.h, did, start, end, writes)
     if (id === 0) return Promise.resolve()
     this.blocksOf(disk).push(Math.abs(id))
     if (id < 0) return Promise.resolve()

@@ -71,7 +71,7 @@ export { bytesToMove, CHUNK, FIRST_CHUNK, needsMove, type MoveTask } from './chu
  * Pause after each chunk, as a fraction of the time it took, so foreground I/O keeps most of its
  * speed; only while some agent served requests since the last chunk (an idle pool moves at full speed).
  */
-const THROTTLE = 0.25
+const THROTTLE = 0.5
 
 interface Chunk extends Plan {
   fencedAt: number
