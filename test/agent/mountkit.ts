@@ -78,6 +78,8 @@ export async function setup(t: TestContext, opts: { slowDev2?: boolean } = {}) {
         // gone
       }
       await sh('fusermount', ['-u', nbdMnt])
+      // still busy (a test that failed with I/O stuck there): detach it, or it stays as ENOTCONN
+      if (await isMounted(nbdMnt)) await sh('umount', ['-l', nbdMnt])
       fuse.child.kill('SIGKILL')
       kit.child.kill('SIGKILL')
       await Promise.all([fuse.done, kit.done])
@@ -110,7 +112,11 @@ export async function setup(t: TestContext, opts: { slowDev2?: boolean } = {}) {
       await sh('fusermount', ['-u', mnt])
       if (await isMounted(mnt)) await sh('umount', ['-l', mnt])
     }
-    child?.kill('SIGKILL')
+    if (child && child.exitCode === null && child.signalCode === null) {
+      const gone = new Promise((r) => child!.once('exit', r))
+      child.kill('SIGKILL')
+      await gone // its fds of the devices are closed before they are unmounted
+    }
     for (const c of cleanups) await c()
     await ctl.server.close()
     await fs.promises.rm(dir, { recursive: true, force: true })
