@@ -165,6 +165,8 @@ export async function startControllerDetached(opts: ControllerOptions): Promise<
   const logFile = path.join(opts.dataDir, 'controller.log')
   fs.closeSync(fs.openSync(logFile, 'a', 0o600))
   fs.chmodSync(logFile, 0o600)
+  // A move's copy keeps 4 device requests in flight on libuv's pool (jobs/copy.ts); SQLite needs threads beside them.
+  process.env.UV_THREADPOOL_SIZE ??= '8'
   return spawnDetached({ args, logFile, readyTimeoutMs: 15_000 })
 }
 
