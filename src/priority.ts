@@ -62,11 +62,12 @@ export function raiseProcess(log: Log): { nice: number; autogroup: number | null
     for (const tid of fs.readdirSync('/proc/self/task')) nice = raise(Number(tid), base)
     if (sessionId() === process.pid && fs.existsSync('/proc/self/autogroup')) {
       const now = Number(/nice (-?\d+)/.exec(fs.readFileSync('/proc/self/autogroup', 'utf8'))?.[1] ?? 0)
-      autogroup = Math.max(-20, now - BOOST)
-      fs.writeFileSync('/proc/self/autogroup', String(autogroup))
+      const want = Math.max(-20, now - BOOST)
+      fs.writeFileSync('/proc/self/autogroup', String(want))
+      autogroup = want
     }
   } catch (e) {
-    log(`stays at nice ${base}: ${(e as Error).message} (raising it needs root or CAP_SYS_NICE)`)
+    log(`runs at nice ${nice}, autogroup unchanged: ${(e as Error).message} (raising needs root or CAP_SYS_NICE)`)
   }
   return { nice, autogroup }
 }

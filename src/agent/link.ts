@@ -21,9 +21,6 @@ import type { AgentState, Applied } from './state'
 
 type P<M extends keyof ControllerToAgentMethods> = ControllerToAgentMethods[M][0]
 
-/** Milliseconds to a microsecond. */
-const round = (ms: number): number => Math.round(ms * 1000) / 1000
-
 export interface LinkOptions {
   socket: string
   /** The controller over TCP with mutual TLS (vstor mount --controller); else the socket. */
@@ -267,7 +264,7 @@ export class Link extends EventEmitter {
         generation: s.generation,
         ...(served !== undefined ? { served } : {}),
         ...(written !== undefined ? { written } : {}),
-        ...(applied ? { blockedAt: round(applied.blockedAt), appliedAt: round(applied.appliedAt) } : {}),
+        ...(applied ?? {}),
       }
     }
     const p = this.queue.then(run, run)

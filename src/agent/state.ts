@@ -139,14 +139,14 @@ export class AgentState implements DiskContext {
     if (p.devices) await this.openDevices(p.devices)
     const extents = Table.decodeExtents(payload ?? Buffer.alloc(0))
     const blockedAt = performance.now() // quiesce() parks new requests in the range at once
+    const before = disk.table.slice(p.start, p.end) // only this queue changes the table
     // a move's fence (no-write over the same places) waits for the writes in flight only
-    const writes = onlyWriteProtects(disk.table.slice(p.start, p.end), extents)
+    const writes = onlyWriteProtects(before, extents)
     const release = await disk.gate.quiesce(p.start, p.end, writes)
     try {
       await this.listener?.block(disk, p.start, p.end, writes)
-      const before = this.opts.coherent ? disk.table.slice(p.start, p.end) : null
       disk.table.apply({ start: p.start, end: p.end, extents }, p.generation)
-      if (before) await settleChange((id) => this.store(id), before, extents)
+      if (this.opts.coherent) await settleChange((id) => this.store(id), before, extents)
       if (p.lazy) disk.lazyGen = Math.max(disk.lazyGen, p.generation)
       this.generation = p.generation
       this.listener?.applied(disk, p.start, p.end)

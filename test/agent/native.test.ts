@@ -23,31 +23,22 @@ function requireNative(t: import('node:test').TestContext): boolean {
   return false
 }
 
+/** Threads of pid whose /proc/PID/task/TID/`file` matches (threads that end meanwhile do not count). */
+function threads(pid: number, file: string, match: (text: string) => boolean): number {
+  let n = 0
+  for (const task of fs.readdirSync(`/proc/${pid}/task`)) {
+    try {
+      if (match(fs.readFileSync(`/proc/${pid}/task/${task}/${file}`, 'utf8'))) n++
+    } catch {
+      // the thread ended
+    }
+  }
+  return n
+}
 /** Threads of pid blocked in the kernel (state D). */
-function blocked(pid: number): number {
-  let n = 0
-  for (const task of fs.readdirSync(`/proc/${pid}/task`)) {
-    try {
-      if (/\) D /.test(fs.readFileSync(`/proc/${pid}/task/${task}/stat`, 'utf8'))) n++
-    } catch {
-      // the thread ended
-    }
-  }
-  return n
-}
-
-/** Threads of pid inside pwrite(2) (a FUSE write waits interruptibly: state S, not D). */
-function writing(pid: number): number {
-  let n = 0
-  for (const task of fs.readdirSync(`/proc/${pid}/task`)) {
-    try {
-      if (fs.readFileSync(`/proc/${pid}/task/${task}/syscall`, 'utf8').split(' ')[0] === '18') n++ // x86_64 pwrite64
-    } catch {
-      // the thread ended
-    }
-  }
-  return n
-}
+const blocked = (pid: number): number => threads(pid, 'stat', (t) => /\) D /.test(t))
+/** Threads of pid inside pwrite(2) (a FUSE write waits interruptibly: state S, not D); x86_64's number. */
+const writing = (pid: number): number => threads(pid, 'syscall', (t) => t.split(' ')[0] === '18')
 
 /** Whether p settles within ms (the timer does not keep the test process alive). */
 const settled = (p: Promise<unknown>, ms: number): Promise<boolean> =>

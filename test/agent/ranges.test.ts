@@ -76,18 +76,21 @@ test('two blocks: a parked request waits until both are released', async () => {
   assert.equal(ran, true)
 })
 
+/** Whether p is still pending once the event loop has turned. */
+async function pending(p: Promise<unknown>): Promise<boolean> {
+  let done = false
+  void p.then(() => (done = true))
+  await new Promise((r) => setImmediate(r))
+  return !done
+}
+
 test('a quiesce for writes only waits for the writes in flight, not the reads; new requests of either kind park', async () => {
   const g = new RangeGate()
   const toks: number[] = []
   g.enter(0, 100, false, (t) => toks.push(t)) // a read
   g.enter(50, 60, true, (t) => toks.push(t)) // a write
-  let quiesced = false
-  const p = g.quiesce(0, 100, true).then((release) => {
-    quiesced = true
-    return release
-  })
-  await new Promise((r) => setImmediate(r))
-  assert.equal(quiesced, false, 'must wait for the write')
+  const p = g.quiesce(0, 100, true)
+  assert.equal(await pending(p), true, 'must wait for the write')
   g.leave(toks[1]!)
   const release = await p
   assert.equal(g.active, 1, 'the read is still in flight')
@@ -100,13 +103,8 @@ test('a quiesce for writes only waits for the writes in flight, not the reads; n
   release()
   assert.deepEqual(order, ['read'])
   // a full quiesce still waits for the read
-  let full = false
-  const q = g.quiesce(0, 100).then((r) => {
-    full = true
-    return r
-  })
-  await new Promise((r) => setImmediate(r))
-  assert.equal(full, false, 'must wait for the read')
+  const q = g.quiesce(0, 100)
+  assert.equal(await pending(q), true, 'must wait for the read')
   g.leave(toks[0]!)
   ;(await q)()
 })
