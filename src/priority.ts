@@ -15,10 +15,12 @@
 //     session (a detached start): with autogroup scheduling on, the kernel weighs sessions against
 //     each other first and thread nice only counts within one. A controller in the foreground of
 //     a terminal leaves the terminal's session alone.
+//   * while a move's fence holds writes, both go further: SCHED_FIFO (src/hurry.ts, realtimeSwitch).
 // Raising needs root or CAP_SYS_NICE; without it the daemon says so once and runs as it is.
 
 import fs from 'node:fs'
 import os from 'node:os'
+import { loadBlkio } from './device/blkio'
 
 /** Nice levels the latency-critical threads run above the rest. */
 export const BOOST = 10
@@ -70,4 +72,33 @@ export function raiseProcess(log: Log): { nice: number; autogroup: number | null
     log(`runs at nice ${nice}, autogroup unchanged: ${(e as Error).message} (raising needs root or CAP_SYS_NICE)`)
   }
   return { nice, autogroup }
+}
+
+/**
+ * A switch between SCHED_FIFO and the normal policy (native/blkio) while a move's fence holds
+ * writes (src/hurry.ts): of the calling thread (the agent's main thread; its I/O threads stay as
+ * they are), or of every thread of the process (the controller: its switch commit runs on a
+ * thread-pool thread, and under load that wait for a CPU took up to 45 ms of a 47 ms stall).
+ * Without the addon or the right (root or CAP_SYS_NICE) it says so once and does nothing.
+ */
+export function realtimeSwitch(log: Log, scope: 'thread' | 'process'): (on: boolean) => void {
+  const blkio = loadBlkio()
+  let broken = blkio ? null : 'the native addon blkio is not built (bin/setup builds it)'
+  return (on) => {
+    if (broken) return
+    try {
+      if (scope === 'thread') blkio!.realtime(on, 0)
+      else
+        for (const tid of fs.readdirSync('/proc/self/task')) {
+          try {
+            blkio!.realtime(on, Number(tid))
+          } catch (e) {
+            if ((e as NodeJS.ErrnoException).code !== 'ESRCH') throw e // ESRCH: the thread ended
+          }
+        }
+    } catch (e) {
+      broken = (e as Error).message
+      log(`stays in the normal scheduling policy while writes are held: ${broken} (real-time needs root or CAP_SYS_NICE)`)
+    }
+  }
 }

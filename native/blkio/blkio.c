@@ -1,4 +1,5 @@
-// blkio: the few Linux calls on an fd that Node has no binding for, for src/device.
+// blkio: the few Linux calls that Node has no binding for: on an fd, for src/device, and one on
+// the calling thread, for src/priority.ts.
 //
 //   fallocate(fd, mode, offset, length, cb)   fallocate(2); mode: FALLOC_FL_* bits exported here
 //   zeroout(fd, offset, length, cb)           ioctl BLKZEROOUT (block devices)
@@ -8,6 +9,7 @@
 //   seekData(fd, offset) / seekHole(fd, offset) -> number   lseek SEEK_DATA / SEEK_HOLE (sync; -1 for ENXIO)
 //   dropCache(fd, offset, length)                          posix_fadvise DONTNEED (sync; length 0: to the end)
 //   checkOffset(value) -> bigint              the argument check offsets go through (for tests)
+//   realtime(on, tid)                         thread tid (0: the calling one) to SCHED_FIFO 1 (reset on fork) or back to SCHED_OTHER (sync)
 //
 // Invariants:
 //   * async calls run on the libuv thread pool (napi_async_work) and call cb exactly once, with
@@ -24,6 +26,7 @@
 #include <linux/falloc.h>
 #include <linux/fs.h>
 #include <math.h>
+#include <sched.h>
 #include <node_api.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -270,6 +273,26 @@ static napi_value js_drop_cache(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// sched_setscheduler on thread tid (0: the calling one): SCHED_FIFO priority 1, with
+// SCHED_RESET_ON_FORK so no thread or process it starts inherits it; or SCHED_OTHER again, at the
+// nice it had.
+static napi_value js_realtime(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  bool on;
+  int tid;
+  if (!get_args(env, info, 2, argv) || !get_int(env, argv[1], "tid", &tid)) return NULL;
+  if (napi_get_value_bool(env, argv[0], &on) != napi_ok) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "on must be a boolean");
+    return NULL;
+  }
+  struct sched_param param = {.sched_priority = on ? 1 : 0};
+  if (sched_setscheduler((pid_t)tid, on ? SCHED_FIFO | SCHED_RESET_ON_FORK : SCHED_OTHER, &param) != 0) {
+    napi_throw(env, errno_error(env, errno, "sched_setscheduler"));
+    return NULL;
+  }
+  return NULL;
+}
+
 static napi_value js_check_offset(napi_env env, napi_callback_info info) {
   napi_value argv[1], out;
   int64_t offset;
@@ -297,6 +320,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"seekHole", NULL, js_seek_hole, NULL, NULL, NULL, napi_enumerable, NULL},
       {"checkOffset", NULL, js_check_offset, NULL, NULL, NULL, napi_enumerable, NULL},
       {"dropCache", NULL, js_drop_cache, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"realtime", NULL, js_realtime, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof fns / sizeof fns[0], fns);
   set_int(env, exports, "FALLOC_FL_KEEP_SIZE", FALLOC_FL_KEEP_SIZE);

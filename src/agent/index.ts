@@ -13,7 +13,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { pidRunning as running, signalFailed, signalReady, spawnDetached } from '../daemon'
-import { raiseThisThread } from '../priority'
+import { raiseThisThread, realtimeSwitch } from '../priority'
 import { VstorError, toVstorError } from '../errors'
 import { describeAddress, formatHostPort, type TcpAddress } from '../protocol/address'
 import { makeOps } from './fuse'
@@ -22,6 +22,7 @@ import { makeFrontend, pickFrontend, type FrontendName } from './frontend/index'
 import { NativeMap } from './frontend/native-map'
 import { Link } from './link'
 import { fuseUnmount, isMounted, mountInfo } from './mounts'
+import { Hurry } from '../hurry'
 import { AgentState } from './state'
 import { DiskIO } from './io'
 import type { IoMode } from './store'
@@ -109,6 +110,7 @@ async function serve(opts: AgentOptions): Promise<void> {
     onMissing: (uuids) => link.setMissing(uuids),
     // on another host than the controller, devices are shared between hosts' page caches
     coherent: opts.controller !== undefined,
+    hurry: new Hurry(realtimeSwitch(log, 'thread')),
   })
   // libfuse3 serves plainly mapped extents in its worker threads (VSTOR_NATIVE_MAP=0: everything through JS).
   const native = new NativeMap(state, frontend === 'libfuse3' && process.env.VSTOR_NATIVE_MAP !== '0')

@@ -18,6 +18,7 @@ import type { ControllerToAgentMethods, DiscardReply, Fault, FaultReply } from '
 import { onlyWriteProtects, Table } from '../table/table'
 import { settleAll, settleChange } from './coherence'
 import { DeviceSet, type DeviceOptions } from './devices'
+import type { Hurry } from '../hurry'
 import { DiskIO, type DiskContext } from './io'
 import type { Store } from './store'
 
@@ -44,6 +45,8 @@ export interface StateOptions extends Partial<DeviceOptions> {
   onMissing?(uuids: string[]): void
   /** Devices are shared with other hosts (a remote agent): keep this host's page cache honest, see coherence.ts. */
   coherent?: boolean
+  /** Follows the ranges where a move's fence holds writes (src/hurry.ts). */
+  hurry?: Hurry
 }
 
 /** Hooks a front end registers to follow table changes (the libfuse 3 native mapped path). */
@@ -138,6 +141,7 @@ export class AgentState implements DiskContext {
     if (!disk || disk.uid !== p.uid) throw new VstorError('NOT_FOUND', `agent has no disk '${p.disk}' (uid ${p.uid}): send a table.load`)
     if (p.devices) await this.openDevices(p.devices)
     const extents = Table.decodeExtents(payload ?? Buffer.alloc(0))
+    if (p.hold) this.opts.hurry?.hold(disk.name, p.start, p.end) // writes wait from the block on
     const blockedAt = performance.now() // quiesce() parks new requests in the range at once
     const before = disk.table.slice(p.start, p.end) // only this queue changes the table
     // a move's fence (no-write over the same places) waits for the writes in flight only
@@ -150,6 +154,7 @@ export class AgentState implements DiskContext {
       if (p.lazy) disk.lazyGen = Math.max(disk.lazyGen, p.generation)
       this.generation = p.generation
       this.listener?.applied(disk, p.start, p.end)
+      if (!p.hold) this.opts.hurry?.release(disk.name, p.start, p.end)
       return { blockedAt, appliedAt: performance.now() }
     } finally {
       release()
@@ -193,12 +198,14 @@ export class AgentState implements DiskContext {
   }
 
   async closeAll(): Promise<void> {
+    this.opts.hurry?.clear()
     await this.devices.closeAll()
     this.listener?.devices?.()
   }
 
   private async put(name: string, uid: string, table: Table, readonly: boolean, sparse: boolean): Promise<DiskIO> {
     const old = this.disks.get(name)
+    this.opts.hurry?.release(name) // a whole new table: no fence of the old one is pending
     if (old && old.uid === uid) {
       const release = await old.gate.quiesce(0, Math.max(old.size, table.size))
       try {
@@ -226,6 +233,7 @@ export class AgentState implements DiskContext {
     const disk = this.disks.get(name)
     if (!disk) return
     this.disks.delete(name)
+    this.opts.hurry?.release(name)
     const release = await disk.gate.quiesce(0, disk.size)
     try {
       await this.listener?.block(disk, 0, disk.size)

@@ -2,6 +2,7 @@
 // space manager, device handles, jobs and the options.
 
 import { VstorError } from '../errors'
+import type { Hurry } from '../hurry'
 import type { Agents } from './agents'
 import type { DeviceIo } from './devio'
 import type { Jobs } from './jobs/runner'
@@ -26,6 +27,8 @@ export interface Ctx {
   agentTimeoutMs: number
   /** Range edits in flight per disk uid (allocations, moves): later faults on them wait, see faults.ts. */
   busy: Map<string, Busy[]>
+  /** The main thread runs real-time while a move's fence holds writes (by disk uid; src/hurry.ts). */
+  hurry: Hurry
   stop: () => void
 }
 

@@ -75,7 +75,7 @@ export async function writeProtected(
           old.map((e) => ({ ...e, flags: e.flags & ~Flag.Shared })),
         )
         const gen = await state.commitChange(disk, change, { durable: false })
-        if (!isEmpty(change)) ctx.outbox.update(disk, change, gen, true)
+        if (!isEmpty(change)) ctx.outbox.update(disk, change, gen, { lazy: true })
         return { kind: 'ack', gen }
       }
       const pieces = state.alloc.allocate(copyBytes, state.poolFor(disk, agent.missing))
@@ -158,7 +158,7 @@ async function copyOnWrite(ctx: Ctx, p: Extract<CowPlan, { kind: 'copy' }>): Pro
         state.alloc.give(p.pieces, true) // nothing committed: the units are free again (dirty, as their rows say)
         throw e
       })
-    ctx.outbox.update(disk, change, gen, true)
+    ctx.outbox.update(disk, change, gen, { lazy: true })
     log(`copied on write: disk ${disk.name} [${p.start}, ${p.end}), generation ${gen}`)
     return gen
   })
@@ -176,7 +176,7 @@ async function recordDirty(ctx: Ctx, pieces: Piece[]): Promise<void> {
   await state.db.tx(async () => {
     for (const x of clean) {
       await trimDirty(state, x.device, x.pstart, x.pstart + x.length)
-      await state.db.run('INSERT INTO dirty (device_id, pstart, length) VALUES (?, ?, ?)', [x.device, x.pstart, x.length])
+      await state.db.queue('INSERT INTO dirty (device_id, pstart, length) VALUES (?, ?, ?)', [x.device, x.pstart, x.length])
     }
   })
 }
@@ -228,7 +228,7 @@ export async function discard(
       const change = disk.table.plan(start, end, [{ vstart: start, length: end - start, device: NO_DEVICE, pstart: 0, flags: Flag.Zero }])
       if (isEmpty(change)) return { result: 'discarded' }
       const gen = await state.commitChange(disk, change, { durable: false })
-      ctx.outbox.update(disk, change, gen, true)
+      ctx.outbox.update(disk, change, gen, { lazy: true })
       log(`discard from ${agent.id}: disk ${disk.name} [${start}, ${end}) back to zero, generation ${gen}`)
       return gen
     })

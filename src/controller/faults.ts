@@ -151,7 +151,7 @@ async function allocate(ctx: Ctx, p: Extract<Plan, { kind: 'alloc' }>, agent: Ag
         for (const x of dirty) await trimDirty(state, x.device, x.pstart, x.pstart + x.length)
       },
     })
-    if (!isEmpty(change)) ctx.outbox.update(disk, change, g, true)
+    if (!isEmpty(change)) ctx.outbox.update(disk, change, g, { lazy: true })
     log(`fault unallocated from ${agent.id}: disk ${disk.name} [${p.start}, ${p.end}) allocated, generation ${g}`)
     return g
   })

@@ -8,7 +8,8 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { pidRunning, spawnDetached, signalFailed, signalReady } from '../daemon'
 import { VstorError, toVstorError } from '../errors'
-import { raiseProcess } from '../priority'
+import { Hurry } from '../hurry'
+import { raiseProcess, realtimeSwitch } from '../priority'
 import { connect, formatHostPort, joinServers, listen, listenTls } from '../protocol/connection'
 import type { HelloHandler, ServerHandle, TcpAddress } from '../protocol/connection'
 import { readTlsDir } from '../protocol/tlsfiles'
@@ -77,6 +78,7 @@ export async function runController(opts: ControllerOptions): Promise<void> {
       refreshIntervalMs: opts.refreshIntervalMs ?? 60_000,
       agentTimeoutMs: opts.agentTimeoutMs ?? 10_000,
       busy: new Map(),
+      hurry: new Hurry(realtimeSwitch(log, 'process')),
       stop: () => stop(),
     }
     ctx = c
@@ -132,6 +134,7 @@ export async function runController(opts: ControllerOptions): Promise<void> {
   } finally {
     process.umask(oldUmask)
     if (server) await server.close().catch(() => undefined)
+    ctx?.hurry.clear()
     if (ctx) await ctx.io.closeAll().catch(() => undefined)
     if (db) await db.close().catch(() => undefined)
   }

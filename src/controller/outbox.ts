@@ -71,8 +71,8 @@ export class Outbox {
     return [...this.state.devices.values()].map((d) => ({ id: d.id, name: d.name, uuid: d.uuid, hint: d.path }))
   }
 
-  /** One table change to every agent in sync. `lazy`: committed without fsync. */
-  update(disk: DiskRec, change: Change, generation: number, lazy = false): void {
+  /** One table change to every agent in sync. `lazy`: committed without fsync; `hold`: a move's fence. */
+  update(disk: DiskRec, change: Change, generation: number, { lazy = false, hold = false } = {}): void {
     const params = {
       generation,
       disk: disk.name,
@@ -82,6 +82,7 @@ export class Outbox {
       end: change.end,
       devices: this.devices(),
       ...(lazy ? { lazy: true } : {}),
+      ...(hold ? { hold: true } : {}),
     }
     this.toAll('table.update', params, Table.encode(change.extents))
   }

@@ -15,6 +15,7 @@
 import { VstorError } from '../errors'
 import type { Span } from './allocator'
 import type { Db } from './db'
+import { cutRows } from './rows'
 import type { Counted } from './shares'
 
 export interface Seg {
@@ -152,11 +153,11 @@ export class Refs {
     for (const w of plan.windows) {
       if (w.pstart < 0) {
         // a whole device (a sweep): rewrite its rows in batches
-        await db.run('DELETE FROM shared WHERE device_id = ?', [w.device])
+        await db.queue('DELETE FROM shared WHERE device_id = ?', [w.device])
         const segs = plan.arrays.get(w.device) ?? []
         for (let i = 0; i < segs.length; i += 500) {
           const part = segs.slice(i, i + 500)
-          await db.run(
+          await db.queue(
             `INSERT INTO shared (device_id, pstart, length, refs) VALUES ${part.map(() => '(?, ?, ?, ?)').join(', ')}`,
             part.flatMap((s) => [w.device, s.start, s.end - s.start, s.count]),
           )
@@ -165,15 +166,7 @@ export class Refs {
       }
       const start = w.pstart
       const end = w.pstart + w.length
-      const rows = await db.all<{ pstart: number; length: number; refs: number }>(
-        'SELECT pstart, length, refs FROM shared WHERE device_id = ? AND pstart < ? AND pstart + length > ?',
-        [w.device, end, start],
-      )
-      for (const r of rows) {
-        await db.run('DELETE FROM shared WHERE device_id = ? AND pstart = ?', [w.device, r.pstart])
-        if (r.pstart < start) await insertRow(db, w.device, r.pstart, start, r.refs)
-        if (r.pstart + r.length > end) await insertRow(db, w.device, end, r.pstart + r.length, r.refs)
-      }
+      await cutRows(db, 'shared', w.device, start, end)
       const segs = plan.arrays.get(w.device) ?? []
       for (let i = firstAfter(segs, start); i < segs.length && segs[i]!.start < end; i++) {
         const s = segs[i]!
@@ -196,7 +189,7 @@ export class Refs {
 
 async function insertRow(db: Db, device: number, start: number, end: number, count: number): Promise<void> {
   if (end > start)
-    await db.run('INSERT INTO shared (device_id, pstart, length, refs) VALUES (?, ?, ?, ?)', [device, start, end - start, count])
+    await db.queue('INSERT INTO shared (device_id, pstart, length, refs) VALUES (?, ?, ?, ?)', [device, start, end - start, count])
 }
 
 /** Apply one adjustment to a sorted segment array in place; bytes losing their last reference go to `freed`. */

@@ -22,6 +22,7 @@ import type { Span } from './allocator'
 import type { Agents } from './agents'
 import type { DeviceIo } from './devio'
 import { log } from './log'
+import { cutRows } from './rows'
 import type { State } from './state'
 
 /** Largest span the scrubber takes at once: an allocation that overlaps it waits for the whole span. */
@@ -48,17 +49,7 @@ export function nextStep(step: number, len: number, ms: number): number {
 
 /** Replace dirty rows over [start, end) of a device by the parts outside it (inside a transaction). */
 export async function trimDirty(state: State, device: number, start: number, end: number): Promise<void> {
-  const rows = await state.db.all<{ pstart: number; length: number }>(
-    'SELECT pstart, length FROM dirty WHERE device_id = ? AND pstart < ? AND pstart + length > ?',
-    [device, end, start],
-  )
-  for (const r of rows) {
-    await state.db.run('DELETE FROM dirty WHERE device_id = ? AND pstart = ?', [device, r.pstart])
-    if (r.pstart < start)
-      await state.db.run('INSERT INTO dirty (device_id, pstart, length) VALUES (?, ?, ?)', [device, r.pstart, start - r.pstart])
-    const rend = r.pstart + r.length
-    if (rend > end) await state.db.run('INSERT INTO dirty (device_id, pstart, length) VALUES (?, ?, ?)', [device, end, rend - end])
-  }
+  await cutRows(state.db, 'dirty', device, start, end)
 }
 
 export class Space {
@@ -147,8 +138,12 @@ export class Space {
       await state.db.tx(
         async () => {
           for (const q of ready) {
-            await state.db.run('DELETE FROM quarantine WHERE device_id = ? AND pstart = ?', [q.device, q.pstart])
-            await state.db.run('INSERT OR REPLACE INTO dirty (device_id, pstart, length) VALUES (?, ?, ?)', [q.device, q.pstart, q.length])
+            await state.db.queue('DELETE FROM quarantine WHERE device_id = ? AND pstart = ?', [q.device, q.pstart])
+            await state.db.queue('INSERT OR REPLACE INTO dirty (device_id, pstart, length) VALUES (?, ?, ?)', [
+              q.device,
+              q.pstart,
+              q.length,
+            ])
           }
         },
         { durable: false },

@@ -234,7 +234,7 @@ export class State {
 
   async bumpGeneration(): Promise<number> {
     const gen = this.generation + 1
-    await this.db.run("UPDATE meta SET value = ? WHERE key = 'generation'", [String(gen)])
+    await this.db.queue("UPDATE meta SET value = ? WHERE key = 'generation'", [String(gen)])
     return gen
   }
 
@@ -245,7 +245,7 @@ export class State {
       const part = extents.slice(i, i + BATCH)
       const params: SqlParam[] = []
       for (const e of part) params.push(diskId, e.vstart, e.length, e.device === NO_DEVICE ? null : e.device, e.pstart, e.flags)
-      await this.db.run(
+      await this.db.queue(
         `INSERT INTO extents (disk_id, vstart, length, device_id, pstart, flags) VALUES ${part.map(() => '(?, ?, ?, ?, ?, ?)').join(', ')}`,
         params,
       )
@@ -255,7 +255,7 @@ export class State {
   /** Quarantine rows for spans freed at `gen` (inside a transaction); memory follows in applyQuarantine. */
   async insertQuarantine(spans: Span[], gen: number): Promise<void> {
     for (const s of spans)
-      await this.db.run('INSERT INTO quarantine (device_id, pstart, length, generation) VALUES (?, ?, ?, ?)', [
+      await this.db.queue('INSERT INTO quarantine (device_id, pstart, length, generation) VALUES (?, ?, ?, ?)', [
         s.device,
         s.pstart,
         s.length,
@@ -292,7 +292,7 @@ export class State {
         async () => {
           await this.writeChange(disk, change)
           gen = await this.bumpGeneration()
-          await this.db.run('UPDATE disks SET generation = ? WHERE id = ?', [gen, disk.id])
+          await this.db.queue('UPDATE disks SET generation = ? WHERE id = ?', [gen, disk.id])
           await this.insertQuarantine(refs.freed, gen)
           await this.refs.persist(this.db, refs)
           if (opts.extra) await opts.extra()
@@ -314,11 +314,11 @@ export class State {
   /** The rows of a change: the cut extents keep their outside parts, the change's extents replace the rest. */
   async writeChange(disk: DiskRec, change: Change): Promise<void> {
     const t = disk.table
-    await this.db.run('DELETE FROM extents WHERE disk_id = ? AND vstart >= ? AND vstart < ?', [disk.id, change.start, change.end])
+    await this.db.queue('DELETE FROM extents WHERE disk_id = ? AND vstart >= ? AND vstart < ?', [disk.id, change.start, change.end])
     if (change.start > 0) {
       const i = t.find(change.start)
       if (t.vstart(i) < change.start)
-        await this.db.run('UPDATE extents SET length = ? WHERE disk_id = ? AND vstart = ?', [
+        await this.db.queue('UPDATE extents SET length = ? WHERE disk_id = ? AND vstart = ?', [
           change.start - t.vstart(i),
           disk.id,
           t.vstart(i),

@@ -27,6 +27,12 @@ export interface Blkio {
   seekHole(fd: number, offset: number): number
   /** posix_fadvise(DONTNEED), synchronous: this host's clean cached pages of the range go (length 0: to the end). */
   dropCache(fd: number, offset: number, length: number): void
+  /**
+   * sched_setscheduler(2) on thread tid (0: the calling one), synchronous: SCHED_FIFO priority 1
+   * (threads it starts do not inherit it), or SCHED_OTHER at its nice. Throws an errno error
+   * (EPERM without root or CAP_SYS_NICE, ESRCH for a thread that ended).
+   */
+  realtime(on: boolean, tid: number): void
   /** The addon's offset check, exposed for tests: the value as the C side received it. */
   checkOffset(value: unknown): bigint
 }

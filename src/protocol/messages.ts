@@ -275,6 +275,8 @@ export interface ControllerToAgentMethods {
       devices?: AgentDevice[]
       /** Committed without fsync: an fsync of this disk asks for metadata.sync first. */
       lazy?: boolean
+      /** A move's fence: writes to the range now wait for a change that follows shortly (the agent hurries until then). */
+      hold?: boolean
     },
     PushAck,
   ]

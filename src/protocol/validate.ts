@@ -116,7 +116,17 @@ const validators: { [M in keyof AllMethods]: Check<AllMethods[M][0]> } & { [N in
     disks: arrayOf(obj({ name: str, uid: str, size: int, generation: int, bytes: int, readonly: opt(bool), sparse: opt(bool) })),
   }),
   'table.update': refine(
-    obj({ generation: int, disk: str, uid: str, size: int, start: int, end: int, devices: opt(arrayOf(agentDevice)), lazy: opt(bool) }),
+    obj({
+      generation: int,
+      disk: str,
+      uid: str,
+      size: int,
+      start: int,
+      end: int,
+      devices: opt(arrayOf(agentDevice)),
+      lazy: opt(bool),
+      hold: opt(bool),
+    }),
     range,
   ),
   'disk.add': obj({

@@ -4,6 +4,7 @@
 import os from 'node:os'
 import type { Done } from '../../src/agent/io'
 import { AgentState } from '../../src/agent/state'
+import type { Hurry } from '../../src/hurry'
 import { MiB } from '../../src/size'
 import type { Fault, FaultReply } from '../../src/protocol/messages'
 import { Flag, NO_DEVICE, Table, type Extent } from '../../src/table/table'
@@ -23,8 +24,8 @@ export interface Harness {
   metaSyncFails: boolean
   read(pos: number, len: number): Promise<{ res: number; buf: Buffer }>
   write(pos: number, data: Buffer): Promise<number>
-  /** Replace [start, end) with extents, as the controller would push it (lazy: committed without fsync). */
-  change(start: number, end: number, extents: Extent[], lazy?: boolean): Promise<void>
+  /** Replace [start, end) with extents, as the controller would push it (lazy: committed without fsync; hold: a move's fence). */
+  change(start: number, end: number, extents: Extent[], lazy?: boolean, hold?: boolean): Promise<void>
   /** As the controller answers a first write: zero the units on device `dev` at pstart, map them (lazily), retry. */
   allocate(f: Fault, dev: number, pstart: number): Promise<FaultReply>
 }
@@ -38,7 +39,7 @@ export const ext = (vstart: number, length: number, device: number, pstart: numb
 })
 export const zero = (vstart: number, length: number): Extent => ext(vstart, length, NO_DEVICE, 0, Flag.Zero)
 
-export async function harness(size: number, extents: Extent[], storeSize = 16 * MiB): Promise<Harness> {
+export async function harness(size: number, extents: Extent[], storeSize = 16 * MiB, hurry?: Hurry): Promise<Harness> {
   const stores = new Map<number, MemStore>([
     [1, new MemStore(storeSize)],
     [2, new MemStore(storeSize)],
@@ -60,6 +61,7 @@ export async function harness(size: number, extents: Extent[], storeSize = 16 * 
         return h.onFault(f)
       },
       open: async (d) => stores.get(d.id)!,
+      ...(hurry ? { hurry } : {}),
     }),
     read: (pos, len) =>
       new Promise((resolve) => {
@@ -68,10 +70,10 @@ export async function harness(size: number, extents: Extent[], storeSize = 16 * 
         h.state.disks.get('d')!.read(buf, len, pos, done)
       }),
     write: (pos, data) => new Promise((resolve) => h.state.disks.get('d')!.write(data, data.length, pos, resolve)),
-    change: async (start, end, exts, lazy) => {
+    change: async (start, end, exts, lazy, hold) => {
       const c = h.state.disks.get('d')!.table.plan(start, end, exts)
       await h.state.update(
-        { generation: h.state.generation + 1, disk: 'd', uid: 'uid-d', size, start: c.start, end: c.end, lazy },
+        { generation: h.state.generation + 1, disk: 'd', uid: 'uid-d', size, start: c.start, end: c.end, lazy, hold },
         Table.encode(c.extents),
       )
     },

@@ -20,6 +20,8 @@ export class FakeAgent {
   updateDelayMs = 0
   /** Refuse table.update requests (as a confused agent would). */
   failUpdates = false
+  /** Called as each push arrives (this process runs the controller too: a test can look at its threads then). */
+  onPush?: (push: Push) => void
 
   private constructor(readonly conn: Connection) {}
 
@@ -51,6 +53,7 @@ export class FakeAgent {
 
   private async handle(method: string, p: Record<string, unknown>, payload: Buffer): Promise<unknown> {
     this.pushes.push({ method, params: p })
+    this.onPush?.({ method, params: p })
     const gen = p.generation as number
     if (method === 'table.load') {
       this.tables.clear()

@@ -94,7 +94,7 @@ function take(ctx: Ctx, job: JobRec, task: MoveTask, bytes: number): Piece[] {
 /** In a transaction: the clean pieces of `dest` recorded dirty. */
 export async function recordDirty(ctx: Ctx, dest: Piece[]): Promise<void> {
   for (const p of dest.filter((x) => !x.dirty))
-    await ctx.state.db.run('INSERT INTO dirty (device_id, pstart, length) VALUES (?, ?, ?)', [p.device, p.pstart, p.length])
+    await ctx.state.db.queue('INSERT INTO dirty (device_id, pstart, length) VALUES (?, ?, ?)', [p.device, p.pstart, p.length])
 }
 
 /** Under the lock: taken pieces recorded dirty durably, in a transaction of their own (all given back if that fails). */

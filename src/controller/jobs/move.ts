@@ -9,7 +9,9 @@
 //             behind (writeback starts per segment) and fdatasync'd before the
 //             fence, so the stall never waits for it;
 //   fence:    NoWrite on the chunk, committed lazily with the checkpoint (lost
-//             in a power failure, the chunk is only copied again), pushed; wait
+//             in a power failure, the chunk is only copied again), pushed as a
+//             hold (agents and controller run real-time until the switch is
+//             out: src/hurry.ts); wait
 //             until every known agent applied it (so no write to the old place
 //             is in flight or can start: writes there fault and wait);
 //   copy:     the blocks that changed since the pre-copy (all of them after a
@@ -22,7 +24,7 @@
 //             allocation, an agent's next fsync waits for a barrier, and the
 //             old place is released only once the switch is durable (space.ts);
 //             held writes retry once their agent applied the switch.
-// No fsync of the database falls inside the stall: writes to the chunk are held from when an agent
+// No fsync of the database, and no WAL checkpoint (Db.checkpoint runs between chunks), falls inside the stall: writes to the chunk are held from when an agent
 // blocks it for the fence to when it applies the switch (each agent's acks say when; see acks.ts).
 //
 // Chunks are CHUNK long, doubling up to CHUNK_MAX while no agent serves
@@ -157,7 +159,8 @@ export async function moveStep(
       const gen = await state.commitChange(disk, change, { extra: save, durable: false })
       cp.chunk.fencedAt = Date.now() // writes are held from the push on, not during the commit
       if (!isEmpty(change)) {
-        ctx.outbox.update(disk, change, gen)
+        ctx.outbox.update(disk, change, gen, { hold: true }) // they hurry until the switch (src/hurry.ts), as we do
+        ctx.hurry.hold(disk.uid, plan.start, plan.end)
         before = counts // its acks tell whether a write finished since
       }
       return gen
@@ -230,7 +233,8 @@ export async function moveStep(
     if (then) planned.set(job.id, then)
     held.get(job.id)?.()
     held.delete(job.id)
-    ctx.outbox.update(disk, next, gen, true) // lazy: an agent's next fsync asks for a barrier first
+    ctx.outbox.update(disk, next, gen, { lazy: true }) // an agent's next fsync asks for a barrier first
+    ctx.hurry.release(disk.uid, c.start, c.end)
     return gen
   })
   await ctx.jobs.interruptible(
@@ -241,6 +245,7 @@ export async function moveStep(
   const stall = (before ? heldMs(ctx, fenceGen, switchGen) : null) ?? Date.now() - c.fencedAt
   job.stats.stalls.push(Math.round(stall * 10) / 10)
   ctx.space.kick()
+  await state.db.checkpoint() // here, not inside the next switch's COMMIT (see Db.checkpoint)
   if (busy) await sleep((Date.now() - stepStart) * THROTTLE)
   return 'more'
 }
@@ -260,6 +265,7 @@ export async function undoChunk(ctx: Ctx, job: JobRec, task: MoveTask, cp: MoveC
       if (!isEmpty(change)) ctx.outbox.update(disk, change, gen)
       log(`job ${job.id}: chunk [${c.start}, ${c.end}) of disk ${disk.name} undone (its old flags are back)`)
     } else await state.db.tx(save)
+    if (c) ctx.hurry.release(task.uid, c.start, c.end)
     held.get(job.id)?.()
     held.delete(job.id)
   })

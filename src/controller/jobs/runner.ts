@@ -146,7 +146,7 @@ export class Jobs {
   async save(j: JobRec): Promise<void> {
     j.updatedAt = new Date().toISOString()
     const stats = { stalls: j.stats.stalls.slice(-1000), copied: j.stats.copied, copyMs: j.stats.copyMs }
-    await this.ctx().state.db.run(
+    await this.ctx().state.db.queue(
       'UPDATE jobs SET state = ?, done = ?, total = ?, checkpoint = ?, error = ?, stats = ?, updated_at = ? WHERE id = ?',
       [j.state, j.done, j.total, JSON.stringify(j.checkpoint), j.error, JSON.stringify(stats), j.updatedAt, j.id],
     )
