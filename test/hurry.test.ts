@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict'
-import fs from 'node:fs'
 import os from 'node:os'
 import { test } from 'node:test'
 import { Worker } from 'node:worker_threads'
 import { Hurry } from '../src/hurry'
 import { realtimeSwitch } from '../src/priority'
-import { policy } from './helpers/sched'
+import { policy, threads } from './helpers/sched'
 
 test('a hold switches on once, off when the last hold over it closes (release over its range, clear, or the deadline)', async () => {
   const calls: boolean[] = []
@@ -52,7 +51,7 @@ test('realtimeSwitch: the calling thread, or every thread of the process, to SCH
   const w = new Worker('setInterval(() => {}, 1000)', { eval: true })
   t.after(() => w.terminate())
   await new Promise((r) => w.once('online', r))
-  const all = (): number[] => fs.readdirSync('/proc/self/task').map((tid) => policy(Number(tid)).policy)
+  const all = (): number[] => [...threads().values()].map((s) => s.policy)
   one(true)
   assert.ok(all().filter((p) => p === 1).length === 1, 'thread scope: only the caller')
   one(false)

@@ -8,20 +8,7 @@ import os from 'node:os'
 import test from 'node:test'
 import { BOOST } from '../../src/priority'
 import { MiB, vstorInstance } from '../helpers/instance'
-
-/** Nice of each thread of pid. */
-function nices(pid: number): Map<number, number> {
-  const out = new Map<number, number>()
-  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
-    try {
-      const stat = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8')
-      out.set(Number(tid), Number(stat.slice(stat.lastIndexOf(') ') + 2).split(' ')[16]))
-    } catch {
-      // the thread ended
-    }
-  }
-  return out
-}
+import { threads } from '../helpers/sched'
 
 test('a detached controller runs 10 nice levels up, threads and autogroup; an agent its main thread', async (t) => {
   const v = await vstorInstance(t)
@@ -33,13 +20,13 @@ test('a detached controller runs 10 nice levels up, threads and autogroup; an ag
   const s = await v.status()
   const ctl = s.controller.pid
   const want = Math.max(-20, base - BOOST)
-  for (const [tid, n] of nices(ctl)) assert.equal(n, want, `controller thread ${tid}`)
+  for (const [tid, n] of threads(ctl)) assert.equal(n.nice, want, `controller thread ${tid}`)
   if (fs.existsSync(`/proc/${ctl}/autogroup`)) {
     assert.match(fs.readFileSync(`/proc/${ctl}/autogroup`, 'utf8'), new RegExp(`nice ${want}\\b`), 'its own session, raised')
     assert.doesNotMatch(fs.readFileSync('/proc/self/autogroup', 'utf8'), new RegExp(`nice ${want}\\b`), "the test's session untouched")
   }
   const agent = s.agents.find((a) => a.mountpoint === v.mnt)!.pid
-  const threads = nices(agent)
-  assert.equal(threads.get(agent), want, 'agent main thread')
-  for (const [tid, n] of threads) if (tid !== agent) assert.equal(n, base, `agent thread ${tid} (I/O) keeps the process's nice`)
+  const own = threads(agent)
+  assert.equal(own.get(agent)?.nice, want, 'agent main thread')
+  for (const [tid, n] of own) if (tid !== agent) assert.equal(n.nice, base, `agent thread ${tid} (I/O) keeps the process's nice`)
 })

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict'
-import fs from 'node:fs'
 import { test } from 'node:test'
-import { policy } from '../../helpers/sched'
+import { threads } from '../../helpers/sched'
 import { FakeAgent } from '../agent'
 import { startFixture, waitFor } from '../util'
 
@@ -18,9 +17,9 @@ test("a move's fence goes out as a hold; every controller thread runs real-time 
   const seen: { hold: boolean; lazy: boolean; realtime: number; threads: number }[] = []
   a.onPush = (p) => {
     if (p.method !== 'table.update') return
-    const tids = fs.readdirSync('/proc/self/task')
-    const realtime = tids.filter((tid) => policy(Number(tid)).policy === 1).length
-    seen.push({ hold: p.params.hold === true, lazy: p.params.lazy === true, realtime, threads: tids.length })
+    const now = [...threads().values()]
+    const realtime = now.filter((s) => s.policy === 1).length
+    seen.push({ hold: p.params.hold === true, lazy: p.params.lazy === true, realtime, threads: now.length })
   }
   const job = await f.call('disk.move', { name: 'a', to: 'd1' })
   assert.equal((await f.call('job.wait', { id: job.id })).state, 'done')
@@ -30,5 +29,5 @@ test("a move's fence goes out as a hold; every controller thread runs real-time 
   assert.equal(switches.length, fences.length, 'each fence is followed by its switch')
   for (const s of fences) assert.equal(s.realtime, s.threads, 'every thread real-time while the fence holds writes')
   for (const s of switches) assert.equal(s.realtime, 0, 'none once the switch is out')
-  assert.ok(fs.readdirSync('/proc/self/task').every((tid) => policy(Number(tid)).policy === 0))
+  assert.ok([...threads().values()].every((s) => s.policy === 0))
 })
